@@ -1,0 +1,41 @@
+# tern quick start: `make run` and `make test`; `make` alone builds.
+BUILD ?= build
+GENERATOR ?= Ninja
+CMAKE_FLAGS ?=
+
+.PHONY: all deps configure build run test unit integration bench format clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/build.ninja: CMakeLists.txt | deps
+	cmake -S . -B $(BUILD) -G $(GENERATOR) $(CMAKE_FLAGS)
+
+configure: $(BUILD)/build.ninja
+
+build: deps configure
+	cmake --build $(BUILD)
+
+# One node with the embedded default: data under ./data, S3 on 127.0.0.1:9000.
+run: build
+	./$(BUILD)/ternd --data-dir ./data --s3-listen 127.0.0.1:9000
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j2
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure -j2 -L unit
+
+integration: build
+	cd $(BUILD) && ctest --output-on-failure -L integration
+
+bench: build
+	bash bench/s3_single_node/run.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)

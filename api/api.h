@@ -1,0 +1,32 @@
+/* api: tern's client-facing servers: the S3-compatible HTTP/1.1 API, admin and metrics endpoints. */
+#ifndef TERN_API_H
+#define TERN_API_H
+
+#include <uv.h>
+
+#include "node.h"
+
+typedef struct api_server api_server;
+
+typedef struct {
+    uv_loop_t *loop;
+    node_store *store;
+    node_metrics *metrics;
+    const node_config *config;
+    int64_t started_ms;
+} api_server_options;
+
+/* Binds config->s3_listen and starts accepting. errmsg gets the reason on failure. */
+int api_server_start(const api_server_options *opts, api_server **out, char *errmsg,
+                     size_t errmsg_len);
+/*
+ * Stops accepting, lets requests in flight finish (up to grace_ms, after which
+ * their connections are closed and their uploads discarded), then calls done
+ * on the loop thread. Safe to call once.
+ */
+void api_server_shutdown(api_server *s, uint32_t grace_ms, void (*done)(void *ctx), void *ctx);
+void api_server_free(api_server *s);
+/* Requests currently being served (for shutdown and tests). */
+size_t api_server_inflight(const api_server *s);
+
+#endif

@@ -1,0 +1,2 @@
+/* S3 HTTP server (being written). */
+#include "api.h"

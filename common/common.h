@@ -1,0 +1,66 @@
+/* Shared by every tern module: the one error-code table and small helpers (libc only). */
+#ifndef TERN_COMMON_H
+#define TERN_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TERN_VERSION "0.1.0"
+
+/*
+ * Every fallible function in tern returns 0 on success or one of these
+ * negative codes. The X-macro generates the enum and tern_strerror() so the
+ * table is the single place a code is defined (the libuv UV_ERRNO_MAP rule).
+ */
+#define TERN_ERRNO_MAP(X)                                                                          \
+    X(EINVAL, -1, "invalid argument")                                                              \
+    X(ENOMEM, -2, "out of memory")                                                                 \
+    X(EIO, -3, "I/O error")                                                                        \
+    X(ENOTFOUND, -4, "not found")                                                                  \
+    X(EEXIST, -5, "already exists")                                                                \
+    X(ENOTEMPTY, -6, "not empty")                                                                  \
+    X(ECORRUPT, -7, "data corruption detected")                                                    \
+    X(ENOSPC, -8, "no space left on device")                                                       \
+    X(ETOOBIG, -9, "too large")                                                                    \
+    X(EPARSE, -10, "malformed input")                                                              \
+    X(EAUTH, -11, "authentication failed")                                                         \
+    X(ECONFLICT, -12, "conflicting concurrent change")                                             \
+    X(EFAILED, -13, "store is in a failed state after a disk error")                               \
+    X(ECLOSED, -14, "shutting down")                                                               \
+    X(EAGAIN, -15, "resource temporarily unavailable")                                             \
+    X(ETIMEDOUT, -16, "timed out")                                                                 \
+    X(ECONN, -17, "connection failed")                                                             \
+    X(ERANGE, -18, "out of range")                                                                 \
+    X(EPRECOND, -19, "precondition failed")                                                        \
+    X(ENOTSUP, -20, "not supported")
+
+enum {
+#define TERN_ERR_ENUM(name, value, text) TERN_##name = (value),
+    TERN_ERRNO_MAP(TERN_ERR_ENUM)
+#undef TERN_ERR_ENUM
+};
+
+/* Returns a static description of a tern error code (or of 0, "ok"). */
+const char *tern_strerror(int code);
+/* Returns the symbolic name ("TERN_ENOTFOUND") of a tern error code. */
+const char *tern_errname(int code);
+
+/* Wall-clock milliseconds since the Unix epoch (not for pure modules: raft/ and placement/). */
+int64_t tern_now_ms(void);
+/* Monotonic nanoseconds, for latency measurement. */
+uint64_t tern_mono_ns(void);
+
+/* Lowercase hex of len bytes into out (2*len+1 bytes with the NUL). */
+void tern_hex(const uint8_t *bytes, size_t len, char *out);
+/* Parses 2*len hex digits; returns 0 or TERN_EPARSE. */
+int tern_unhex(const char *hex, size_t hex_len, uint8_t *out);
+
+/* snprintf into a fixed buffer that never overflows and is always terminated. */
+void tern_errmsg(char *buf, size_t buf_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define TERN_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define TERN_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define TERN_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

@@ -1,0 +1,347 @@
+/* node: the daemon's public interface: block/object store on RocksDB, configuration, metrics. */
+#ifndef TERN_NODE_H
+#define TERN_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common.h"
+
+/* ======================================================================
+ * Store: RocksDB column families
+ *   blocks    block id (32-byte SHA-256) -> block bytes (BlobDB blob files)
+ *   blockrefs block id -> reference count (u64)
+ *   objects   "<bucket>/<key>" -> manifest
+ *   buckets   "<bucket>" -> bucket record
+ *   uploads   multipart uploads and their parts
+ *   meta      format version, counters, credentials, scrub cursor
+ *
+ * Thread safety: every function may be called from any thread concurrently.
+ * Metadata commits (object put/delete, refcount changes, GC) are serialized
+ * inside the store; block data writes are not.
+ *
+ * Durability: block puts are written without fsync; every metadata commit
+ * (bucket create/delete, object put/delete, part put, upload complete/abort)
+ * is written with sync=true, which also makes every earlier block write in the
+ * same WAL durable. A function returning 0 from a commit means "durable".
+ *
+ * Disk errors: after a failed write (ENOSPC, EIO) the store enters a sticky
+ * failed state and refuses further writes with TERN_EFAILED, except that a
+ * write failing with "no space" reports TERN_ENOSPC and the store stays usable
+ * for reads and deletes (freeing space is how an operator recovers).
+ * ====================================================================== */
+
+#define NODE_BLOCK_ID_BYTES      32
+#define NODE_BLOCK_SIZE_DEFAULT  (1u << 20)
+#define NODE_BLOCK_SIZE_MAX      (4u << 20)
+#define NODE_BLOCK_SIZE_MIN      (4u << 10)
+#define NODE_UPLOAD_ID_MAX       64
+#define NODE_ETAG_MAX            64 /* hex md5 (32) or "hex-N", unquoted */
+#define NODE_BUCKET_NAME_MAX     63
+#define NODE_KEY_BYTES_MAX       1024
+#define NODE_REGION_MAX          64
+
+typedef struct node_store node_store;
+
+typedef struct {
+    uint8_t bytes[NODE_BLOCK_ID_BYTES];
+} node_block_id;
+
+typedef struct {
+    node_block_id id;
+    uint32_t size_bytes;
+} node_block_ref;
+
+typedef struct {
+    char *name;
+    char *value;
+} node_kv;
+
+/*
+ * An object's manifest. `headers` holds the stored response headers other than
+ * Content-Type: x-amz-meta-* user metadata (names lowercased) and the standard
+ * ones S3 keeps (cache-control, content-disposition, content-encoding,
+ * content-language, expires), in the order given.
+ */
+typedef struct {
+    uint64_t size_bytes;
+    char etag[NODE_ETAG_MAX + 1]; /* unquoted: 32 hex chars, or "<hex>-<parts>" */
+    char *content_type;           /* may be NULL: served as binary/octet-stream */
+    int64_t last_modified_ms;
+    size_t header_count;
+    node_kv *headers;
+    size_t block_count;
+    node_block_ref *blocks; /* in object order; sizes sum to size_bytes */
+} node_manifest;
+
+typedef struct {
+    char name[NODE_BUCKET_NAME_MAX + 1];
+    char region[NODE_REGION_MAX + 1];
+    int64_t created_ms;
+} node_bucket;
+
+/* One entry of an object listing (no block list: listings stay cheap). */
+typedef struct {
+    char *key; /* owned by the iterator; valid until the next call */
+    uint64_t size_bytes;
+    char etag[NODE_ETAG_MAX + 1];
+    int64_t last_modified_ms;
+} node_object_entry;
+
+typedef struct {
+    uint32_t part_number; /* 1..10000 */
+    uint64_t size_bytes;
+    char etag[NODE_ETAG_MAX + 1]; /* hex md5 of the part, unquoted */
+    int64_t last_modified_ms;
+    size_t block_count;
+    node_block_ref *blocks;
+} node_part;
+
+typedef struct {
+    char *key;
+    char upload_id[NODE_UPLOAD_ID_MAX + 1];
+    int64_t initiated_ms;
+} node_upload_entry;
+
+typedef struct {
+    const char *data_dir;           /* created if missing */
+    size_t block_cache_bytes;       /* 0: a default of 64 MiB */
+    size_t write_buffer_bytes;      /* 0: a default of 64 MiB for the blocks CF */
+    bool sync_writes;               /* true in production; commits fsync the WAL */
+} node_store_options;
+
+typedef struct {
+    uint64_t object_count;
+    uint64_t bucket_count;
+    uint64_t logical_bytes;   /* sum of object sizes (what users stored) */
+    uint64_t block_count;     /* distinct stored blocks */
+    uint64_t block_bytes;     /* sum of distinct block sizes (after dedup) */
+    uint64_t referenced_block_bytes; /* sum over references of block sizes (before dedup) */
+    uint64_t disk_bytes;      /* SST + blob files + WAL as RocksDB reports them */
+    uint64_t corruption_count; /* corruptions detected since open (reads and scrubs) */
+    uint64_t gc_blocks_deleted; /* since open */
+} node_store_stats;
+
+typedef struct {
+    uint64_t blocks_checked;
+    uint64_t bytes_checked;
+    uint64_t corrupt_found;   /* new corruptions found by this step */
+    uint64_t orphans_deleted; /* unreferenced, unpinned blocks collected by this step */
+    bool pass_complete;       /* the walk wrapped around to the first block */
+} node_scrub_result;
+
+int node_store_open(const node_store_options *opts, node_store **out, char *errmsg,
+                    size_t errmsg_len);
+/* Flushes and closes RocksDB cleanly. Safe with NULL. */
+void node_store_close(node_store *s);
+
+/* --- blocks --- */
+
+/* SHA-256 of data, with OpenSSL EVP. */
+void node_block_hash(const void *data, size_t len, node_block_id *out);
+
+/*
+ * Stores a block under id (which the caller computed with node_block_hash) if
+ * not already stored, and pins it: a pinned block is never garbage-collected
+ * until node_store_block_unpin(), so an upload in progress keeps its blocks
+ * until its manifest commits. Each put takes one pin; unpin once per put.
+ */
+int node_store_block_put(node_store *s, const node_block_id *id, const void *data, size_t len);
+void node_store_block_unpin(node_store *s, const node_block_id *id);
+
+/*
+ * Reads a block (malloc'd, caller frees). RocksDB checksums are verified on
+ * the read. TERN_ENOTFOUND if absent; TERN_ECORRUPT if RocksDB reports
+ * corruption or the block was quarantined by the scrubber (corruption is
+ * counted and never served). With verify_hash, the SHA-256 is checked too.
+ */
+int node_store_block_get(node_store *s, const node_block_id *id, bool verify_hash, void **data_out,
+                         size_t *len_out);
+
+/* Reads len bytes at offset of a block into buf (for ranged GETs). Same errors as above. */
+int node_store_block_read(node_store *s, const node_block_id *id, size_t offset, void *buf,
+                          size_t len);
+
+/* --- buckets --- */
+int node_store_bucket_create(node_store *s, const char *name, const char *region,
+                             int64_t created_ms); /* TERN_EEXIST */
+int node_store_bucket_get(node_store *s, const char *name, node_bucket *out); /* TERN_ENOTFOUND */
+/* TERN_ENOTFOUND; TERN_ENOTEMPTY if it holds objects or multipart uploads in progress. */
+int node_store_bucket_delete(node_store *s, const char *name);
+/* All buckets sorted by name; *out is malloc'd (free with free()). */
+int node_store_bucket_list(node_store *s, node_bucket **out, size_t *count);
+
+/* --- objects --- */
+
+/*
+ * Commits a manifest for bucket/key atomically and durably, replacing any
+ * previous version: references of the new blocks are added, those of the old
+ * version dropped (blocks reaching zero references are deleted in the same
+ * commit unless pinned). TERN_ENOTFOUND if the bucket does not exist;
+ * TERN_ECONFLICT if a referenced block is not stored (it was never put, or
+ * was collected), in which case nothing changes.
+ */
+int node_store_object_put(node_store *s, const char *bucket, const char *key,
+                          const node_manifest *m);
+/* TERN_ENOTFOUND if the bucket or the key is absent. *out: free with node_manifest_free. */
+int node_store_object_get(node_store *s, const char *bucket, const char *key, node_manifest **out);
+/* Idempotent: returns TERN_ENOTFOUND (and changes nothing) when the key is absent. */
+int node_store_object_delete(node_store *s, const char *bucket, const char *key);
+
+void node_manifest_free(node_manifest *m);
+/* Deep copy; NULL on allocation failure. */
+node_manifest *node_manifest_dup(const node_manifest *m);
+
+typedef struct node_object_iter node_object_iter;
+/* Iterates the keys of a bucket in byte order from the first key >= seek_key ("" = start). */
+int node_store_object_iter_open(node_store *s, const char *bucket, const char *seek_key,
+                                node_object_iter **out);
+/* Returns 1 and fills *out, 0 at the end, or a negative error. */
+int node_store_object_iter_next(node_object_iter *it, node_object_entry *out);
+/* Repositions to the first key >= key. */
+void node_store_object_iter_seek(node_object_iter *it, const char *key);
+void node_store_object_iter_close(node_object_iter *it);
+
+/* --- multipart uploads --- */
+
+/* Creates an upload; `tmpl` carries content type and headers (no blocks). */
+int node_store_upload_create(node_store *s, const char *bucket, const char *key,
+                             const node_manifest *tmpl, int64_t initiated_ms,
+                             char upload_id_out[NODE_UPLOAD_ID_MAX + 1]);
+/* The template given at creation; TERN_ENOTFOUND for an unknown (bucket, key, id). */
+int node_store_upload_get(node_store *s, const char *bucket, const char *key,
+                          const char *upload_id, node_manifest **tmpl_out);
+/* Stores a part (replacing one with the same number), durably; adjusts references. */
+int node_store_upload_part_put(node_store *s, const char *bucket, const char *key,
+                               const char *upload_id, const node_part *part);
+/* Parts sorted by number; free with node_parts_free. */
+int node_store_upload_parts_list(node_store *s, const char *bucket, const char *key,
+                                 const char *upload_id, node_part **parts, size_t *count);
+void node_parts_free(node_part *parts, size_t count);
+/*
+ * Atomically commits `final` as bucket/key and removes the upload with all its
+ * parts (their references are dropped; blocks still used by `final` stay).
+ * TERN_ENOTFOUND for an unknown upload.
+ */
+int node_store_upload_complete(node_store *s, const char *bucket, const char *key,
+                               const char *upload_id, const node_manifest *final);
+int node_store_upload_abort(node_store *s, const char *bucket, const char *key,
+                            const char *upload_id); /* TERN_ENOTFOUND */
+/*
+ * Uploads in progress in a bucket, sorted by (key, upload id), with keys
+ * starting with prefix, strictly after (key_marker, upload_id_marker) (either
+ * may be NULL/""), at most max_count entries. Free with node_uploads_free.
+ */
+int node_store_upload_list(node_store *s, const char *bucket, const char *prefix,
+                           const char *key_marker, const char *upload_id_marker,
+                           size_t max_count, node_upload_entry **out, size_t *count);
+void node_uploads_free(node_upload_entry *entries, size_t count);
+
+/* --- meta, stats, scrubbing --- */
+
+/* Small durable values in the meta CF (e.g. generated root credentials). */
+int node_store_meta_put(node_store *s, const char *name, const void *value, size_t len);
+int node_store_meta_get(node_store *s, const char *name, char **value_out, size_t *len_out);
+
+int node_store_stats_get(node_store *s, node_store_stats *out);
+
+/*
+ * One step of the background scrubber: from a persistent cursor, reads blocks
+ * until bytes_budget is spent, verifies each one's SHA-256 against its id,
+ * quarantines mismatches (counted as corruption, never served again) and
+ * collects blocks with no reference and no pin (garbage from aborted or
+ * crashed uploads). Wraps around at the end.
+ */
+int node_store_scrub_step(node_store *s, uint64_t bytes_budget, node_scrub_result *out);
+
+/* The last error text of the store (for logs), thread-local. */
+const char *node_store_errmsg(node_store *s);
+
+/* ======================================================================
+ * Configuration: defaults < config file (JSON) < environment < flags.
+ * ====================================================================== */
+
+typedef struct {
+    char *access_key;
+    char *secret_key;
+} node_credential;
+
+typedef struct {
+    char *config_path;      /* --config FILE */
+    char *data_dir;         /* --data-dir DIR, TERN_DATA_DIR; default ./data */
+    char *s3_listen;        /* --s3-listen HOST:PORT, TERN_S3_LISTEN; default 127.0.0.1:9000 */
+    char *region;           /* --region NAME, TERN_REGION; default "local" */
+    uint64_t node_id;       /* --node-id N, TERN_NODE_ID; default 1 */
+    uint32_t block_size_bytes;        /* --block-size BYTES (suffixes K/M), default 1 MiB */
+    uint64_t scrub_bytes_per_second;  /* --scrub-rate BYTES/s, default 8 MiB/s; 0 disables */
+    uint64_t block_cache_bytes;       /* --block-cache BYTES, default 64 MiB */
+    uint32_t io_threads;              /* --io-threads N (UV_THREADPOOL_SIZE), default 8 */
+    uint32_t max_header_bytes;        /* --max-header-bytes N, default 16 KiB */
+    uint32_t max_connections;         /* --max-connections N, default 1024 */
+    uint32_t shutdown_grace_ms;       /* --shutdown-grace-ms N, default 10000 */
+    bool sync_writes;                 /* --no-sync disables (tests and benchmarks only) */
+    char *root_access_key;  /* root_access_key in file, TERN_ROOT_ACCESS_KEY, --root-access-key */
+    char *root_secret_key;  /* root_secret_key, TERN_ROOT_SECRET_KEY, --root-secret-key */
+    size_t key_count;       /* extra keys: "keys": [{"access_key":..,"secret_key":..}] */
+    node_credential *keys;  /* or --key ACCESS:SECRET, repeatable */
+    char *log_level;        /* --log-level error|warn|info|debug, TERN_LOG_LEVEL; default info */
+} node_config;
+
+/*
+ * Fills cfg from defaults, the file named by --config or TERN_CONFIG, the
+ * TERN_* environment and argv. Returns 0, 1 when --help or --version was
+ * handled (printed to out; the caller exits 0), or TERN_EINVAL with a message
+ * naming the bad option or field in errmsg.
+ */
+int node_config_load(node_config *cfg, int argc, char **argv, FILE *out, char *errmsg,
+                     size_t errmsg_len);
+void node_config_free(node_config *cfg);
+void node_config_print_help(FILE *out);
+/* Parses "1M", "64K", "4MiB", "1048576" into bytes. */
+int node_parse_bytes(const char *text, uint64_t *out);
+
+/* ======================================================================
+ * Metrics: a registry rendered in the Prometheus text exposition format.
+ * Counters, gauges and histograms are safe to update from any thread.
+ * Families are identified by name; each series by its label string, given
+ * already formatted, e.g. "op=\"PutObject\"" (or NULL for none).
+ * ====================================================================== */
+
+typedef struct node_metrics node_metrics;
+typedef struct node_counter node_counter;
+typedef struct node_gauge node_gauge;
+typedef struct node_histogram node_histogram;
+
+node_metrics *node_metrics_new(void);
+void node_metrics_free(node_metrics *m);
+
+/* Return the series, creating family and series on first use (same pointer afterwards). */
+node_counter *node_metrics_counter(node_metrics *m, const char *name, const char *help,
+                                   const char *labels);
+node_gauge *node_metrics_gauge(node_metrics *m, const char *name, const char *help,
+                               const char *labels);
+/* bounds: ascending upper bounds (the +Inf bucket is implicit). */
+node_histogram *node_metrics_histogram(node_metrics *m, const char *name, const char *help,
+                                       const char *labels, const double *bounds,
+                                       size_t bound_count);
+
+void node_counter_add(node_counter *c, uint64_t delta);
+void node_gauge_set(node_gauge *g, double value);
+void node_histogram_observe(node_histogram *h, double value);
+
+/* Renders every family (# HELP, # TYPE, series) into a malloc'd string. */
+int node_metrics_render(node_metrics *m, char **out, size_t *len);
+
+/* ======================================================================
+ * Logging: one line per event to stderr, "ts level component: message".
+ * ====================================================================== */
+
+enum { NODE_LOG_ERROR = 0, NODE_LOG_WARN, NODE_LOG_INFO, NODE_LOG_DEBUG };
+void node_log_set_level(int level);
+int node_log_level_parse(const char *name); /* -1 if unknown */
+void node_log(int level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tern needs to build, test and benchmark; only missing ones.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  librocksdb-dev libuv1-dev libprotobuf-c-dev protobuf-c-compiler
+  libssl-dev openssl libcurl4-openssl-dev libnghttp2-dev node-llhttp
+  libjansson-dev libcmocka-dev
+  python3 python3-boto3 python3-pytest python3-requests s3cmd awscli
+  prometheus nginx curl procps
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
