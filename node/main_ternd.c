@@ -1,12 +1,208 @@
-/* ternd entry point (being built: see api/ and node/). */
+/* ternd: the tern node daemon: config, store, S3 server, scrubber, signals. */
+#include <openssl/rand.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
 
 #include "api.h"
+#include "node.h"
+
+typedef struct {
+    uv_loop_t *loop;
+    node_config cfg;
+    node_store *store;
+    node_metrics *metrics;
+    api_server *server;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t scrub_timer;
+    uv_work_t scrub_work;
+    bool scrub_running;
+    node_scrub_result scrub_result;
+    int scrub_rc;
+    bool stopping;
+    node_counter *scrub_bytes, *scrub_corrupt, *scrub_orphans;
+} ternd;
+
+/* Root credentials: from config/env, else generated once and kept in the store. */
+static int ensure_root_credentials(ternd *d)
+{
+    if (d->cfg.root_access_key && d->cfg.root_secret_key) return 0;
+    char *ak = NULL, *sk = NULL;
+    size_t len;
+    if (node_store_meta_get(d->store, "root_access_key", &ak, &len) == 0 &&
+        node_store_meta_get(d->store, "root_secret_key", &sk, &len) == 0) {
+        d->cfg.root_access_key = ak;
+        d->cfg.root_secret_key = sk;
+        return 0;
+    }
+    free(ak);
+    free(sk);
+    uint8_t raw[30];
+    if (RAND_bytes(raw, sizeof raw) != 1) return TERN_EIO;
+    char hex[61];
+    tern_hex(raw, sizeof raw, hex);
+    char access[21], secret[41];
+    snprintf(access, sizeof access, "TERN%.16s", hex);
+    for (char *c = access; *c; c++)
+        if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
+    snprintf(secret, sizeof secret, "%.40s", hex + 20);
+    int rc = node_store_meta_put(d->store, "root_access_key", access, strlen(access) + 1);
+    if (rc == 0) rc = node_store_meta_put(d->store, "root_secret_key", secret, strlen(secret) + 1);
+    if (rc != 0) return rc;
+    d->cfg.root_access_key = strdup(access);
+    d->cfg.root_secret_key = strdup(secret);
+    return 0;
+}
+
+/* ---- scrubber: one budgeted step per second on the thread pool ---- */
+
+static void scrub_work_cb(uv_work_t *w)
+{
+    ternd *d = w->data;
+    d->scrub_rc = node_store_scrub_step(d->store, d->cfg.scrub_bytes_per_second, &d->scrub_result);
+}
+
+static void scrub_after_cb(uv_work_t *w, int status)
+{
+    ternd *d = w->data;
+    d->scrub_running = false;
+    if (status != 0 || d->scrub_rc != 0) {
+        if (d->scrub_rc != 0)
+            node_log(NODE_LOG_WARN, "scrub", "scrub step failed: %s", tern_strerror(d->scrub_rc));
+        return;
+    }
+    node_counter_add(d->scrub_bytes, d->scrub_result.bytes_checked);
+    node_counter_add(d->scrub_corrupt, d->scrub_result.corrupt_found);
+    node_counter_add(d->scrub_orphans, d->scrub_result.orphans_deleted);
+    if (d->scrub_result.corrupt_found)
+        node_log(NODE_LOG_ERROR, "scrub", "found %llu corrupt block(s); quarantined",
+                 (unsigned long long)d->scrub_result.corrupt_found);
+}
+
+static void scrub_tick(uv_timer_t *t)
+{
+    ternd *d = t->data;
+    if (d->scrub_running || d->stopping) return;
+    d->scrub_running = true;
+    d->scrub_work.data = d;
+    uv_queue_work(d->loop, &d->scrub_work, scrub_work_cb, scrub_after_cb);
+}
+
+/* ---- shutdown ---- */
+
+static void on_server_drained(void *ctx)
+{
+    ternd *d = ctx;
+    node_log(NODE_LOG_INFO, "ternd", "all requests finished; closing");
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_timer_stop(&d->scrub_timer);
+    uv_close((uv_handle_t *)&d->scrub_timer, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    ternd *d = h->data;
+    if (d->stopping) {
+        node_log(NODE_LOG_WARN, "ternd", "second signal: closing connections now");
+        return;
+    }
+    d->stopping = true;
+    node_log(NODE_LOG_INFO, "ternd", "%s: draining %zu request(s), grace %u ms",
+             signum == SIGINT ? "SIGINT" : "SIGTERM", api_server_inflight(d->server),
+             d->cfg.shutdown_grace_ms);
+    api_server_shutdown(d->server, d->cfg.shutdown_grace_ms, on_server_drained, d);
+}
+
+static void set_threadpool_size(uint32_t threads)
+{
+    /* libuv reads this once, when the pool first starts. */
+    char value[16];
+    snprintf(value, sizeof value, "%u", threads);
+    setenv("UV_THREADPOOL_SIZE", value, 1);
+}
+
+static int start(ternd *d)
+{
+    char errmsg[512] = "";
+    node_store_options so = {.data_dir = d->cfg.data_dir,
+                             .block_cache_bytes = d->cfg.block_cache_bytes,
+                             .sync_writes = d->cfg.sync_writes};
+    if (node_store_open(&so, &d->store, errmsg, sizeof errmsg) != 0) {
+        fprintf(stderr, "ternd: cannot open the store in %s: %s\n", d->cfg.data_dir, errmsg);
+        return 1;
+    }
+    if (ensure_root_credentials(d) != 0) {
+        fprintf(stderr, "ternd: cannot create root credentials: %s\n",
+                node_store_errmsg(d->store));
+        return 1;
+    }
+    d->metrics = node_metrics_new();
+    d->scrub_bytes = node_metrics_counter(d->metrics, "tern_scrub_bytes_total",
+                                          "Block bytes verified by the scrubber.", NULL);
+    d->scrub_corrupt = node_metrics_counter(d->metrics, "tern_scrub_corrupt_blocks_total",
+                                            "Corrupt blocks found by the scrubber.", NULL);
+    d->scrub_orphans = node_metrics_counter(d->metrics, "tern_scrub_orphans_deleted_total",
+                                            "Unreferenced blocks collected by the scrubber.", NULL);
+    api_server_options ao = {.loop = d->loop,
+                             .store = d->store,
+                             .metrics = d->metrics,
+                             .config = &d->cfg,
+                             .started_ms = tern_now_ms()};
+    if (api_server_start(&ao, &d->server, errmsg, sizeof errmsg) != 0) {
+        fprintf(stderr, "ternd: %s\n", errmsg);
+        return 1;
+    }
+    printf("root access key: %s\nroot secret key: %s\n", d->cfg.root_access_key,
+           d->cfg.root_secret_key);
+    fflush(stdout);
+    node_log(NODE_LOG_INFO, "ternd",
+             "tern %s node %llu region %s: S3 API listening on http://%s (data in %s)",
+             TERN_VERSION, (unsigned long long)d->cfg.node_id, d->cfg.region, d->cfg.s3_listen,
+             d->cfg.data_dir);
+    uv_signal_init(d->loop, &d->sigint);
+    uv_signal_init(d->loop, &d->sigterm);
+    d->sigint.data = d->sigterm.data = d;
+    uv_signal_start(&d->sigint, on_signal, SIGINT);
+    uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+    uv_timer_init(d->loop, &d->scrub_timer);
+    d->scrub_timer.data = d;
+    if (d->cfg.scrub_bytes_per_second > 0) uv_timer_start(&d->scrub_timer, scrub_tick, 1000, 1000);
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "ternd: not yet wired\n");
-    return 1;
+    ternd d = {0};
+    char errmsg[512] = "";
+    int rc = node_config_load(&d.cfg, argc, argv, stdout, errmsg, sizeof errmsg);
+    if (rc == 1) {
+        node_config_free(&d.cfg);
+        return 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "ternd: %s\n", errmsg);
+        node_config_free(&d.cfg);
+        return 2;
+    }
+    int level = node_log_level_parse(d.cfg.log_level ? d.cfg.log_level : "info");
+    node_log_set_level(level < 0 ? NODE_LOG_INFO : level);
+    signal(SIGPIPE, SIG_IGN);
+    set_threadpool_size(d.cfg.io_threads);
+    d.loop = uv_default_loop();
+    int exit_code = start(&d);
+    if (exit_code == 0) {
+        uv_run(d.loop, UV_RUN_DEFAULT);
+        node_log(NODE_LOG_INFO, "ternd", "event loop finished; closing the store");
+    }
+    api_server_free(d.server);
+    uv_run(d.loop, UV_RUN_NOWAIT); /* let closed handles finish */
+    node_store_close(d.store);
+    node_metrics_free(d.metrics);
+    node_config_free(&d.cfg);
+    uv_loop_close(d.loop);
+    if (exit_code == 0) node_log(NODE_LOG_INFO, "ternd", "stopped cleanly");
+    return exit_code;
 }

@@ -1,0 +1,140 @@
+/* Probes (/healthz, /readyz), Prometheus /metrics and the authenticated admin JSON under /_tern/. */
+#include <assert.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server_internal.h"
+
+typedef struct {
+    api_server *server;
+    node_store_stats stats;
+    int rc;
+    char *body;
+    size_t body_len;
+} admin_job;
+
+static double dedup_ratio(const node_store_stats *st)
+{
+    return st->block_bytes ? (double)st->referenced_block_bytes / (double)st->block_bytes : 1.0;
+}
+
+/* Storage figures are read on a worker (RocksDB properties may take locks) then published. */
+static void publish_store_gauges(node_metrics *m, const node_store_stats *st)
+{
+    static uint64_t corruptions_seen, gc_seen;
+    struct {
+        const char *name, *help;
+        double value;
+    } gauges[] = {
+        {"tern_store_objects", "Objects stored.", (double)st->object_count},
+        {"tern_store_buckets", "Buckets.", (double)st->bucket_count},
+        {"tern_store_logical_bytes", "Sum of object sizes.", (double)st->logical_bytes},
+        {"tern_store_blocks", "Distinct blocks stored.", (double)st->block_count},
+        {"tern_store_block_bytes", "Bytes of distinct blocks (after dedup).",
+         (double)st->block_bytes},
+        {"tern_store_referenced_block_bytes", "Bytes of block references (before dedup).",
+         (double)st->referenced_block_bytes},
+        {"tern_store_disk_bytes", "Bytes on disk as RocksDB reports them.",
+         (double)st->disk_bytes},
+        {"tern_store_dedup_ratio", "Referenced block bytes over stored block bytes.",
+         dedup_ratio(st)},
+    };
+    for (size_t i = 0; i < TERN_ARRAY_LEN(gauges); i++) {
+        node_gauge *g = node_metrics_gauge(m, gauges[i].name, gauges[i].help, NULL);
+        if (g) node_gauge_set(g, gauges[i].value);
+    }
+    /* Counters only grow: publish the delta since the last scrape (loop thread only). */
+    node_counter *c = node_metrics_counter(m, "tern_store_corruptions_total",
+                                           "Block corruptions detected (reads and scrubs).", NULL);
+    if (c && st->corruption_count > corruptions_seen) {
+        node_counter_add(c, st->corruption_count - corruptions_seen);
+        corruptions_seen = st->corruption_count;
+    }
+    c = node_metrics_counter(m, "tern_store_gc_blocks_deleted_total",
+                             "Unreferenced blocks deleted by garbage collection.", NULL);
+    if (c && st->gc_blocks_deleted > gc_seen) {
+        node_counter_add(c, st->gc_blocks_deleted - gc_seen);
+        gc_seen = st->gc_blocks_deleted;
+    }
+}
+
+static void stats_work(void *arg)
+{
+    admin_job *j = arg;
+    j->rc = node_store_stats_get(j->server->store, &j->stats);
+}
+
+static void metrics_done(api__req *r, void *arg)
+{
+    admin_job *j = arg;
+    if (!r->aborted) {
+        if (j->rc == 0) publish_store_gauges(r->server->metrics, &j->stats);
+        char *text = NULL;
+        size_t len = 0;
+        if (node_metrics_render(r->server->metrics, &text, &len) == 0) {
+            api__respond(r, 200, NULL, "text/plain; version=0.0.4; charset=utf-8", text, len);
+        } else {
+            api__respond_error(r, "InternalError", "Could not render metrics.");
+        }
+        free(text);
+    }
+    free(j);
+}
+
+static char *status_json(api__req *r, const node_store_stats *st)
+{
+    const node_config *cfg = r->server->config;
+    int64_t uptime_s = (tern_now_ms() - r->server->started_ms) / 1000;
+    json_t *storage = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:I}", "buckets", (json_int_t)st->bucket_count,
+        "objects", (json_int_t)st->object_count, "logical_bytes", (json_int_t)st->logical_bytes,
+        "blocks", (json_int_t)st->block_count, "block_bytes", (json_int_t)st->block_bytes,
+        "referenced_block_bytes", (json_int_t)st->referenced_block_bytes, "dedup_ratio",
+        dedup_ratio(st), "disk_bytes", (json_int_t)st->disk_bytes, "corruptions",
+        (json_int_t)st->corruption_count);
+    json_t *root = json_pack("{s:I, s:s, s:s, s:I, s:s, s:s, s:o}", "node_id",
+                             (json_int_t)cfg->node_id, "region", cfg->region, "version",
+                             TERN_VERSION, "uptime_seconds", (json_int_t)uptime_s, "s3_listen",
+                             cfg->s3_listen, "data_dir", cfg->data_dir, "storage", storage);
+    char *text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
+    json_decref(root);
+    return text;
+}
+
+static void status_done(api__req *r, void *arg)
+{
+    admin_job *j = arg;
+    if (!r->aborted) {
+        char *text = j->rc == 0 ? status_json(r, &j->stats) : NULL;
+        if (text) api__respond(r, 200, NULL, "application/json", text, strlen(text));
+        else api__respond_store_error(r, j->rc ? j->rc : TERN_ENOMEM, "NoSuchKey");
+        free(text);
+    }
+    free(j);
+}
+
+void api__admin_handle(api__req *r)
+{
+    switch (r->op) {
+    case API_OP_HEALTH:
+        api__respond(r, 200, NULL, "text/plain", "ok\n", 3);
+        return;
+    case API_OP_READY:
+        if (r->server->draining)
+            api__respond(r, 503, NULL, "text/plain", "shutting down\n", 14);
+        else
+            api__respond(r, 200, NULL, "text/plain", "ok\n", 3);
+        return;
+    case API_OP_METRICS:
+    case API_OP_ADMIN_STATUS: {
+        admin_job *j = calloc(1, sizeof *j);
+        assert(j != NULL);
+        j->server = r->server;
+        api__job_submit(r, stats_work, r->op == API_OP_METRICS ? metrics_done : status_done, j);
+        return;
+    }
+    default:
+        api__respond_error(r, "InvalidRequest", "Unknown admin endpoint.");
+    }
+}
