@@ -148,14 +148,29 @@ void api__job_submit(api__req *r, api__work_fn work, api__done_fn done, void *ar
 
 /* ---------------- pausing ---------------- */
 
-static bool in_execute_flag;  /* set while llhttp_execute runs on the loop thread */
-static bool want_pause_flag;  /* a callback asked to pause the running parser */
+
+/*
+ * Runs the parser over the bytes kept while it was paused. It runs even with
+ * none: a pause inside on_headers_complete leaves llhttp one step short of
+ * on_message_complete for a request without a body.
+ */
+static void feed_unparsed(api__conn *c)
+{
+    api__buf pending = c->unparsed;
+    size_t off = c->unparsed_off;
+    memset(&c->unparsed, 0, sizeof c->unparsed);
+    c->unparsed_off = 0;
+    static const char empty[1] = "";
+    if (pending.len > off) conn_feed(c, pending.data + off, pending.len - off);
+    else conn_feed(c, empty, 0);
+    api__buf_free(&pending);
+}
 
 void api__req_pause(api__req *r)
 {
     api__conn *c = r->conn;
     if (c == NULL) return;
-    if (in_execute_flag) want_pause_flag = true;
+    if (c->server->in_execute) c->server->want_pause = true;
     c->paused = true;
     if (c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -179,28 +194,16 @@ void api__req_resume(api__req *r)
 {
     api__conn *c = r->conn;
     if (c == NULL || c->closing) return;
-    if (in_execute_flag) {
-        want_pause_flag = false;
+    if (c->server->in_execute) {
+        c->server->want_pause = false;
         c->paused = false;
         return;
     }
     c->paused = false;
     llhttp_resume(&c->parser);
     if (c->req == r && r->body_mode != API_BODY_NONE) send_continue(r);
-    if (c->unparsed.len > c->unparsed_off) {
-        api__buf pending = c->unparsed;
-        size_t off = c->unparsed_off;
-        memset(&c->unparsed, 0, sizeof c->unparsed);
-        c->unparsed_off = 0;
-        conn_feed(c, pending.data + off, pending.len - off);
-        api__buf_free(&pending);
-    } else {
-        api__buf_reset(&c->unparsed);
-        c->unparsed_off = 0;
-    }
-    if (!c->paused && !c->closing && !c->reading) {
-        conn_start_reading(c);
-    }
+    feed_unparsed(c);
+    if (!c->paused && !c->closing && !c->reading) conn_start_reading(c);
 }
 
 /* ---------------- responses ---------------- */
@@ -437,14 +440,7 @@ static void req_done(api__req *r)
         /* Parsing stopped at message complete: go on with any pipelined bytes. */
         c->paused = false;
         llhttp_resume(&c->parser);
-        if (c->unparsed.len > c->unparsed_off) {
-            api__buf pending = c->unparsed;
-            size_t off = c->unparsed_off;
-            memset(&c->unparsed, 0, sizeof c->unparsed);
-            c->unparsed_off = 0;
-            conn_feed(c, pending.data + off, pending.len - off);
-            api__buf_free(&pending);
-        }
+        feed_unparsed(c);
     }
     if (!c->paused && !c->closing && !c->reading) conn_start_reading(c);
 }
@@ -456,10 +452,10 @@ static api__conn *parser_conn(llhttp_t *p)
     return p->data;
 }
 
-static int pause_or_ok(void)
+static int pause_or_ok(api__conn *c)
 {
-    if (want_pause_flag) {
-        want_pause_flag = false;
+    if (c->server->want_pause) {
+        c->server->want_pause = false;
         return HPE_PAUSED;
     }
     return 0;
@@ -544,7 +540,7 @@ static int on_headers_complete(llhttp_t *p)
         (r->has_content_length ? r->content_length > 0 : (p->flags & F_CHUNKED) != 0))
         send_continue(r);
     if (c->paused) return HPE_PAUSED;
-    return pause_or_ok();
+    return pause_or_ok(c);
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
@@ -573,7 +569,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
         break;
     }
     if (c->paused) return HPE_PAUSED;
-    return pause_or_ok();
+    return pause_or_ok(c);
 }
 
 static int on_message_complete(llhttp_t *p)
@@ -644,11 +640,13 @@ static void conn_feed(api__conn *c, const char *data, size_t len)
         api__buf_append(&c->unparsed, data, len);
         return;
     }
-    in_execute_flag = true;
-    want_pause_flag = false;
+    api_server *s = c->server;
+    assert(!s->in_execute); /* llhttp_execute is never re-entered */
+    s->in_execute = true;
+    s->want_pause = false;
     llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
-    in_execute_flag = false;
-    want_pause_flag = false;
+    s->in_execute = false;
+    s->want_pause = false;
     if (err == HPE_OK) return;
     if (err == HPE_PAUSED) {
         const char *pos = llhttp_get_error_pos(&c->parser);

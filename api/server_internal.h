@@ -102,6 +102,8 @@ struct api_server {
     uv_tcp_t listener;
     bool listening;
     bool draining;
+    bool in_execute; /* llhttp_execute is running on the loop thread */
+    bool want_pause; /* a callback asked the running parser to pause */
     uv_timer_t grace_timer;
     void (*shutdown_done)(void *ctx);
     void *shutdown_ctx;
