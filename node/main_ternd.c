@@ -44,7 +44,7 @@ static int ensure_root_credentials(ternd *d)
     char hex[61];
     tern_hex(raw, sizeof raw, hex);
     char access[21], secret[41];
-    snprintf(access, sizeof access, "TERN%.16s", hex);
+    snprintf(access, sizeof access, "AK%.18s", hex);
     for (char *c = access; *c; c++)
         if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
     snprintf(secret, sizeof secret, "%.40s", hex + 20);
