@@ -576,16 +576,28 @@ static void put_commit(api__put *p)
 
 /* ======================= GET / HEAD ======================= */
 
+/*
+ * Reads are served from memory on the loop thread when RocksDB can answer
+ * without disk I/O (cache-only reads); otherwise the same read runs on the
+ * pool. Block bytes go to the socket straight from RocksDB's pinned memory
+ * (a block view), released when the write completes. At most two views are
+ * held: one being written, one ready. The first chunk is fetched before the
+ * headers go out, so a corrupt first block is a clean 500, not a cut body.
+ */
 struct api__get {
     node_manifest *m;
     bool head;
     int status;
-    uint64_t first, last; /* inclusive; last < first for an empty body */
+    bool headers_sent;
+    api__buf headers; /* formatted, sent with the first chunk */
+    uint64_t first, last; /* inclusive */
+    uint64_t remaining;   /* bytes not yet read */
     uint64_t next_offset; /* next object offset to read */
     size_t block_index;   /* block containing next_offset */
     uint64_t block_start; /* object offset of blocks[block_index] */
     bool read_inflight;
-    char *ready;
+    node_block_view *ready;
+    const char *ready_data;
     size_t ready_len;
     bool write_inflight;
     bool failed;
@@ -595,7 +607,8 @@ void api__get_free(api__get *g)
 {
     if (g == NULL) return;
     node_manifest_free(g->m);
-    free(g->ready);
+    node_block_view_release(g->ready);
+    api__buf_free(&g->headers);
     free(g);
 }
 
@@ -666,15 +679,21 @@ static void get_pump(api__req *r);
 typedef struct {
     node_store *store;
     node_block_id id;
-    size_t offset, len;
-    char *buf;
+    node_block_view *view;
+    const char *data;
+    size_t len;
     int rc;
 } read_job;
 
 static void read_work(void *arg)
 {
     read_job *j = arg;
-    j->rc = node_store_block_read(j->store, &j->id, j->offset, j->buf, j->len);
+    j->rc = node_store_block_view(j->store, &j->id, false, &j->view, &j->data, &j->len);
+}
+
+static void view_release(void *view)
+{
+    node_block_view_release(view);
 }
 
 static void get_written(api__req *r)
@@ -683,68 +702,119 @@ static void get_written(api__req *r)
     get_pump(r);
 }
 
+/* A block read failed: before the headers a clean error, after them a cut connection. */
+static void get_fail(api__req *r, int rc)
+{
+    api__get *g = r->get;
+    g->failed = true;
+    if (!g->headers_sent) {
+        api__respond_store_error(r, rc, "NoSuchKey");
+        return;
+    }
+    char why[128];
+    snprintf(why, sizeof why, "block read failed: %s", tern_strerror(rc));
+    api__respond_abort(r, why);
+}
+
+/* Takes the slice of a block view that the response needs next. */
+static int get_take_view(api__get *g, node_block_view *view, const char *data, size_t len)
+{
+    const node_block_ref *b = &g->m->blocks[g->block_index];
+    size_t offset = (size_t)(g->next_offset - g->block_start);
+    uint64_t want = TERN_MIN((uint64_t)b->size_bytes - offset, g->remaining);
+    if (len != b->size_bytes || offset + want > len) {
+        node_block_view_release(view);
+        return TERN_ECORRUPT; /* the stored block does not have the manifest's size */
+    }
+    g->ready = view;
+    g->ready_data = data + offset;
+    g->ready_len = (size_t)want;
+    g->next_offset += want;
+    g->remaining -= want;
+    return 0;
+}
+
 static void read_done(api__req *r, void *arg)
 {
     read_job *j = arg;
+    int rc = j->rc;
+    node_block_view *view = j->view;
+    const char *data = j->data;
+    size_t len = j->len;
+    free(j);
     if (r->aborted) {
-        free(j->buf);
-        free(j);
+        node_block_view_release(view);
         return;
     }
     api__get *g = r->get;
     g->read_inflight = false;
-    if (j->rc != 0) {
-        free(j->buf);
-        g->failed = true;
-        char why[128];
-        snprintf(why, sizeof why, "block read failed: %s", tern_strerror(j->rc));
-        free(j);
-        api__respond_abort(r, why);
+    if (rc == 0) rc = get_take_view(g, view, data, len);
+    if (rc != 0) {
+        get_fail(r, rc);
         return;
     }
-    assert(g->ready == NULL);
-    g->ready = j->buf;
-    g->ready_len = j->len;
-    free(j);
     get_pump(r);
+}
+
+/* Starts reading the next slice: from memory at once, or on the pool. */
+static int get_read_next(api__req *r, api__get *g)
+{
+    while (g->next_offset >= g->block_start + g->m->blocks[g->block_index].size_bytes) {
+        g->block_start += g->m->blocks[g->block_index].size_bytes;
+        g->block_index++;
+        assert(g->block_index < g->m->block_count);
+    }
+    const node_block_ref *b = &g->m->blocks[g->block_index];
+    node_block_view *view;
+    const char *data;
+    size_t len;
+    int rc = node_store_block_view(r->server->store, &b->id, true, &view, &data, &len);
+    if (rc == 0) return get_take_view(g, view, data, len);
+    if (rc != TERN_EAGAIN) return rc;
+    read_job *j = calloc(1, sizeof *j);
+    assert(j != NULL);
+    j->store = r->server->store;
+    j->id = b->id;
+    g->read_inflight = true;
+    api__job_submit(r, read_work, read_done, j);
+    return 0;
 }
 
 static void get_pump(api__req *r)
 {
     api__get *g = r->get;
-    if (g->failed) return;
-    if (g->ready && !g->write_inflight) {
-        g->write_inflight = true;
-        char *data = g->ready;
-        size_t len = g->ready_len;
-        g->ready = NULL;
-        api__respond_write(r, data, len, get_written);
-        if (r->get == NULL || r->conn == NULL) return;
-    }
-    bool more = g->next_offset <= g->last && g->last != UINT64_MAX;
-    if (more && !g->read_inflight && g->ready == NULL) {
-        while (g->next_offset >= g->block_start + g->m->blocks[g->block_index].size_bytes) {
-            g->block_start += g->m->blocks[g->block_index].size_bytes;
-            g->block_index++;
-            assert(g->block_index < g->m->block_count);
+    for (;;) {
+        if (g->failed || r->conn == NULL) return;
+        if (g->ready && !g->write_inflight) {
+            char *head = NULL;
+            size_t head_len = 0;
+            if (!g->headers_sent) {
+                head = g->headers.data;
+                head_len = g->headers.len;
+                memset(&g->headers, 0, sizeof g->headers);
+                g->headers_sent = true;
+            }
+            g->write_inflight = true;
+            node_block_view *view = g->ready;
+            g->ready = NULL;
+            api__respond_write_view(r, head, head_len, g->ready_data, g->ready_len, view_release,
+                                    view, get_written);
+            if (r->conn == NULL || r->get == NULL) return;
+            continue;
         }
-        const node_block_ref *b = &g->m->blocks[g->block_index];
-        read_job *j = calloc(1, sizeof *j);
-        assert(j != NULL);
-        j->store = r->server->store;
-        j->id = b->id;
-        j->offset = (size_t)(g->next_offset - g->block_start);
-        uint64_t block_end = g->block_start + b->size_bytes - 1;
-        j->len = (size_t)(TERN_MIN(block_end, g->last) - g->next_offset + 1);
-        j->buf = malloc(j->len);
-        assert(j->buf != NULL);
-        g->next_offset += j->len;
-        g->read_inflight = true;
-        api__job_submit(r, read_work, read_done, j);
+        if (g->remaining > 0 && !g->read_inflight && g->ready == NULL) {
+            int rc = get_read_next(r, g);
+            if (rc != 0) {
+                get_fail(r, rc);
+                return;
+            }
+            if (g->ready) continue;
+            return;
+        }
+        if (g->remaining == 0 && !g->read_inflight && g->ready == NULL && !g->write_inflight)
+            api__respond_end(r);
         return;
     }
-    if (!more && !g->read_inflight && g->ready == NULL && !g->write_inflight)
-        api__respond_end(r);
 }
 
 static void add_object_headers(api__req *r, api__buf *h, const node_manifest *m)
@@ -774,63 +844,67 @@ static void add_object_headers(api__req *r, api__buf *h, const node_manifest *m)
     }
 }
 
-static void get_respond(api__req *r, api__get *g)
+/* Answers 412/304 when a condition says so; returns true if it answered. */
+static bool get_conditional(api__req *r, const node_manifest *m)
 {
-    node_manifest *m = g->m;
     int cond = api__conditional_status(r, m->etag, m->last_modified_ms, "");
     if (cond == 412) {
         api__respond_error(r, "PreconditionFailed",
                            "At least one of the pre-conditions you specified did not hold.");
-        return;
+        return true;
     }
+    if (cond != 304) return false;
     api__buf h = {0};
-    if (cond == 304) {
-        char date[32];
-        api__http_date_format(m->last_modified_ms, date);
-        api__format_etag_header(&h, m->etag);
-        api__buf_printf(&h, "Last-Modified: %s\r\n", date);
-        api__respond(r, 304, h.data, NULL, NULL, 0);
-        api__buf_free(&h);
-        return;
-    }
+    char date[32];
+    api__http_date_format(m->last_modified_ms, date);
+    api__format_etag_header(&h, m->etag);
+    api__buf_printf(&h, "Last-Modified: %s\r\n", date);
+    api__respond(r, 304, h.data, NULL, NULL, 0);
+    api__buf_free(&h);
+    return true;
+}
+
+static void get_respond(api__req *r, api__get *g)
+{
+    node_manifest *m = g->m;
+    if (get_conditional(r, m)) return;
     const char *range = api__req_header(r, "Range");
+    uint64_t length = m->size_bytes;
     g->first = 0;
-    g->last = m->size_bytes == 0 ? UINT64_MAX : m->size_bytes - 1;
     int status = 200;
     if (range) {
         uint64_t first, last;
         int rc = api__range_parse(range, m->size_bytes, &first, &last);
         if (rc == TERN_ERANGE) {
-            api__buf_printf(&h, "Content-Range: bytes */%llu\r\n",
-                            (unsigned long long)m->size_bytes);
-            api__buf_free(&h);
             api__respond_error(r, "InvalidRange", "The requested range is not satisfiable");
             return;
         }
         if (rc == 0) {
             g->first = first;
             g->last = last;
+            length = last - first + 1;
             status = 206;
         }
     }
+    api__buf h = {0};
     add_object_headers(r, &h, m);
     if (status == 206)
         api__buf_printf(&h, "Content-Range: bytes %llu-%llu/%llu\r\n",
                         (unsigned long long)g->first, (unsigned long long)g->last,
                         (unsigned long long)m->size_bytes);
-    uint64_t length = g->last == UINT64_MAX ? 0 : g->last - g->first + 1;
     const char *ct = api__req_param(r, "response-content-type");
-    if (ct == NULL || strpbrk(ct, "\r\n")) ct = m->content_type ? m->content_type
-                                                              : "binary/octet-stream";
-    api__respond_head(r, status, h.data, length, ct);
-    api__buf_free(&h);
+    if (ct == NULL || strpbrk(ct, "\r\n"))
+        ct = m->content_type ? m->content_type : "binary/octet-stream";
     if (g->head || length == 0) {
+        api__respond_head(r, status, h.data, length, ct);
+        api__buf_free(&h);
         api__respond_end(r);
         return;
     }
+    api__format_head(r, &g->headers, status, h.data, length, ct);
+    api__buf_free(&h);
+    g->remaining = length;
     g->next_offset = g->first;
-    g->block_index = 0;
-    g->block_start = 0;
     get_pump(r);
 }
 
@@ -856,10 +930,16 @@ static void manifest_done(api__req *r, void *arg)
 void api__get_start(api__req *r, bool head)
 {
     api__get *g = calloc(1, sizeof *g);
-    manifest_job *j = calloc(1, sizeof *j);
-    assert(g != NULL && j != NULL);
+    assert(g != NULL);
     g->head = head;
     r->get = g;
+    /* The manifest is usually in memory: answer without a trip through the pool. */
+    if (node_store_object_get_cached(r->server->store, r->bucket, r->key, &g->m) == 0) {
+        get_respond(r, g);
+        return;
+    }
+    manifest_job *j = calloc(1, sizeof *j);
+    assert(j != NULL);
     j->store = r->server->store;
     j->bucket = r->bucket;
     j->key = r->key;

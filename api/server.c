@@ -11,7 +11,9 @@
 typedef struct {
     uv_write_t req;
     api__conn *conn;
-    char *data;
+    char *data;                /* owned: freed with free() */
+    void (*release)(void *);   /* releases borrowed memory (a pinned block view) */
+    void *release_arg;
     void (*on_written)(api__req *r);
 } api__write;
 
@@ -186,7 +188,7 @@ static void send_continue(api__req *r)
     char *data = malloc(sizeof msg - 1);
     if (data == NULL) return;
     memcpy(data, msg, sizeof msg - 1);
-    api__respond_write(r, data, sizeof msg - 1, NULL);
+    api__respond_write_view(r, data, sizeof msg - 1, NULL, 0, NULL, NULL, NULL);
     r->response_started = false; /* an interim response is not the response */
 }
 
@@ -213,6 +215,7 @@ static void write_done(uv_write_t *w, int status)
     api__write *wr = w->data;
     api__conn *c = wr->conn;
     free(wr->data);
+    if (wr->release) wr->release(wr->release_arg);
     assert(c->writes_pending > 0);
     c->writes_pending--;
     api__req *r = c->req;
@@ -229,30 +232,45 @@ static void write_done(uv_write_t *w, int status)
 
 static bool response_ended(const api__req *r);
 
-void api__respond_write(api__req *r, char *data, size_t len, void (*on_written)(api__req *r))
+void api__respond_write_view(api__req *r, char *owned, size_t owned_len, const char *data,
+                             size_t len, void (*release)(void *), void *release_arg,
+                             void (*on_written)(api__req *r))
 {
     api__conn *c = r->conn;
     if (c == NULL || c->closing) {
-        free(data);
+        free(owned);
+        if (release) release(release_arg);
         return;
     }
     api__write *wr = malloc(sizeof *wr);
     assert(wr != NULL);
     wr->conn = c;
-    wr->data = data;
+    wr->data = owned;
+    wr->release = release;
+    wr->release_arg = release_arg;
     wr->on_written = on_written;
     wr->req.data = wr;
     r->bytes_out += len;
     r->response_started = true;
-    uv_buf_t buf = uv_buf_init(data, (unsigned)len);
+    uv_buf_t bufs[2];
+    unsigned n = 0;
+    if (owned_len > 0) bufs[n++] = uv_buf_init(owned, (unsigned)owned_len);
+    if (len > 0) bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
     c->writes_pending++;
-    int rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &buf, 1, write_done);
+    int rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, bufs, n, write_done);
     if (rc != 0) {
         c->writes_pending--;
-        free(data);
+        free(owned);
+        if (release) release(release_arg);
         free(wr);
         conn_close(c);
     }
+}
+
+void api__respond_write(api__req *r, char *data, size_t len, void (*on_written)(api__req *r))
+{
+    /* The bytes are body bytes: count them as such. */
+    api__respond_write_view(r, NULL, 0, data, len, free, data, on_written);
 }
 
 void api__common_headers(api__req *r, api__buf *b)
@@ -291,12 +309,12 @@ static const char *status_text(int status)
 /* A response sent before the body was read ends the connection: unread bytes are garbage. */
 static void decide_close(api__req *r)
 {
-    if (!r->message_complete) r->close_after = true;
+    if (!r->message_complete && !r->bodyless) r->close_after = true;
     if (r->server->draining) r->close_after = true;
 }
 
-void api__respond_head(api__req *r, int status, const char *extra_headers, uint64_t content_length,
-                       const char *content_type)
+void api__format_head(api__req *r, api__buf *out, int status, const char *extra_headers,
+                      uint64_t content_length, const char *content_type)
 {
     decide_close(r);
     r->status = status;
@@ -309,9 +327,16 @@ void api__respond_head(api__req *r, int status, const char *extra_headers, uint6
     if (extra_headers) api__buf_append_str(&b, extra_headers);
     if (r->close_after) api__buf_append_str(&b, "Connection: close\r\n");
     api__buf_append_str(&b, "\r\n");
-    size_t len = b.len;
-    api__respond_write(r, b.data, len, NULL);
-    r->bytes_out -= len; /* count body bytes only */
+    *out = b;
+}
+
+void api__respond_head(api__req *r, int status, const char *extra_headers, uint64_t content_length,
+                       const char *content_type)
+{
+    api__buf b = {0};
+    api__format_head(r, &b, status, extra_headers, content_length, content_type);
+    /* Head bytes go as "owned" bytes: not counted as body bytes sent. */
+    api__respond_write_view(r, b.data, b.len, NULL, 0, NULL, NULL, NULL);
 }
 
 static bool response_ended(const api__req *r)
@@ -409,10 +434,25 @@ static void record_metrics(api__req *r)
 {
     api_server *s = r->server;
     int status = r->status < 0 ? -r->status : r->status;
-    char labels[96];
-    snprintf(labels, sizeof labels, "op=\"%s\",code=\"%d\"", api__op_name(r->op), status);
-    node_counter *c = node_metrics_counter(s->metrics, "tern_s3_requests_total",
-                                           "S3 API requests by operation and HTTP status.", labels);
+    /* Series are cached per (op, status): the registry lookup takes a lock and compares strings. */
+    node_counter *c = NULL;
+    for (size_t i = 0; i < API_STATUS_SLOTS && c == NULL; i++) {
+        if (s->req_status[r->op][i] == status) c = s->req_counter[r->op][i];
+        else if (s->req_status[r->op][i] == 0) {
+            char labels[96];
+            snprintf(labels, sizeof labels, "op=\"%s\",code=\"%d\"", api__op_name(r->op), status);
+            c = node_metrics_counter(s->metrics, "tern_s3_requests_total",
+                                     "S3 API requests by operation and HTTP status.", labels);
+            s->req_status[r->op][i] = status;
+            s->req_counter[r->op][i] = c;
+        }
+    }
+    if (c == NULL) {
+        char labels[96];
+        snprintf(labels, sizeof labels, "op=\"%s\",code=\"%d\"", api__op_name(r->op), status);
+        c = node_metrics_counter(s->metrics, "tern_s3_requests_total",
+                                 "S3 API requests by operation and HTTP status.", labels);
+    }
     if (c) node_counter_add(c, 1);
     double seconds = (double)(tern_mono_ns() - r->start_ns) / 1e9;
     if (s->latency[r->op]) node_histogram_observe(s->latency[r->op], seconds);
@@ -533,6 +573,7 @@ static int on_headers_complete(llhttp_t *p)
         r->has_content_length = true;
         r->content_length = p->content_length;
     }
+    r->bodyless = (p->flags & F_CHUNKED) == 0 && (!r->has_content_length || r->content_length == 0);
     const char *expect = api__req_header(r, "Expect");
     if (expect && strcasecmp(expect, "100-continue") == 0) r->expect_continue = true;
     api__s3_headers_done(r);

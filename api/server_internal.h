@@ -114,6 +114,9 @@ struct api_server {
     size_t inflight;      /* requests between headers and response end */
     uint64_t request_seq; /* for request ids */
     node_histogram *latency[API_OP_COUNT];
+#define API_STATUS_SLOTS 8
+    int req_status[API_OP_COUNT][API_STATUS_SLOTS]; /* cached series of requests_total */
+    node_counter *req_counter[API_OP_COUNT][API_STATUS_SLOTS];
     node_counter *bytes_in;
     node_counter *bytes_out;
     node_counter *corruptions_served_refused;
@@ -167,6 +170,7 @@ struct api__req {
     bool has_content_length;
     uint64_t content_length;
     bool expect_continue;
+    bool bodyless; /* no Content-Length body and not chunked: the message ends with its head */
     uint64_t start_ns;
     uint64_t bytes_in, bytes_out;
     int status;
@@ -213,6 +217,17 @@ void api__respond_store_error(api__req *r, int rc, const char *not_found_code);
 /* Streaming responses: headers first, then body pieces, then end. */
 void api__respond_head(api__req *r, int status, const char *extra_headers, uint64_t content_length,
                        const char *content_type);
+/* Formats a response head into out (not sent); marks the status like api__respond_head. */
+void api__format_head(api__req *r, api__buf *out, int status, const char *extra_headers,
+                      uint64_t content_length, const char *content_type);
+/*
+ * Writes `owned` (freed with free(), e.g. a head; may be NULL) followed by
+ * `data` (borrowed: release(release_arg) is called once written or dropped)
+ * in one write. Only `data` counts as body bytes.
+ */
+void api__respond_write_view(api__req *r, char *owned, size_t owned_len, const char *data,
+                             size_t len, void (*release)(void *), void *release_arg,
+                             void (*on_written)(api__req *r));
 /* Writes len bytes (ownership of data passes to the writer, freed with free()). */
 void api__respond_write(api__req *r, char *data, size_t len, void (*on_written)(api__req *r));
 void api__respond_end(api__req *r);

@@ -160,6 +160,18 @@ void node_store_block_unpin(node_store *s, const node_block_id *id);
 int node_store_block_get(node_store *s, const node_block_id *id, bool verify_hash, void **data_out,
                          size_t *len_out);
 
+/*
+ * Zero-copy read: *data points into memory RocksDB keeps pinned (its cache or
+ * its read buffer) until node_block_view_release. With cache_only the read
+ * never touches the disk (RocksDB read_tier = block cache) and returns
+ * TERN_EAGAIN when the block is not in memory: safe on the event loop thread.
+ * Errors otherwise as node_store_block_get.
+ */
+typedef struct node_block_view node_block_view;
+int node_store_block_view(node_store *s, const node_block_id *id, bool cache_only,
+                          node_block_view **out, const char **data, size_t *len);
+void node_block_view_release(node_block_view *v);
+
 /* Reads len bytes at offset of a block into buf (for ranged GETs). Same errors as above. */
 int node_store_block_read(node_store *s, const node_block_id *id, size_t offset, void *buf,
                           size_t len);
@@ -187,6 +199,9 @@ int node_store_object_put(node_store *s, const char *bucket, const char *key,
                           const node_manifest *m);
 /* TERN_ENOTFOUND if the bucket or the key is absent. *out: free with node_manifest_free. */
 int node_store_object_get(node_store *s, const char *bucket, const char *key, node_manifest **out);
+/* Like node_store_object_get but never does disk I/O: TERN_EAGAIN when not in memory. */
+int node_store_object_get_cached(node_store *s, const char *bucket, const char *key,
+                                 node_manifest **out);
 /* Idempotent: returns TERN_ENOTFOUND (and changes nothing) when the key is absent. */
 int node_store_object_delete(node_store *s, const char *bucket, const char *key);
 

@@ -44,6 +44,10 @@ int node__read_error(node_store *s, char *err, const char *what)
 {
     (void)s;
     int rc = strncmp(err, "Corruption", 10) == 0 ? TERN_ECORRUPT : TERN_EIO;
+    /* A cache-only read (read_tier = block cache) that would need the disk. */
+    if (strncmp(err, "Operation aborted", 17) == 0 || strncmp(err, "Result incomplete", 17) == 0 ||
+        strstr(err, "no disk I/O") != NULL || strstr(err, "no IO allowed") != NULL)
+        rc = TERN_EAGAIN;
     node__errmsg_set("%s: %s", what, err);
     rocksdb_free(err);
     return rc;
@@ -87,8 +91,14 @@ int node__check_writable(node_store *s)
 int node__get(node_store *s, int cf, const void *key, size_t key_len, char **value,
               size_t *value_len)
 {
+    return node__get_ro(s, s->read_options, cf, key, key_len, value, value_len);
+}
+
+int node__get_ro(node_store *s, const rocksdb_readoptions_t *ro, int cf, const void *key,
+                 size_t key_len, char **value, size_t *value_len)
+{
     char *err = NULL;
-    *value = rocksdb_get_cf(s->db, s->read_options, s->cf[cf], key, key_len, value_len, &err);
+    *value = rocksdb_get_cf(s->db, ro, s->cf[cf], key, key_len, value_len, &err);
     if (err != NULL) return node__read_error(s, err, "read");
     return *value == NULL ? TERN_ENOTFOUND : 0;
 }
@@ -210,6 +220,12 @@ static rocksdb_options_t *cf_options_create(node_store *s, int cf, const node_st
         rocksdb_options_set_min_blob_size(opt, BLOB_MIN_BYTES);
         rocksdb_options_set_blob_file_size(opt, BLOB_FILE_BYTES);
         rocksdb_options_set_enable_blob_gc(opt, 1);
+        /*
+         * Blobs read once are kept (checksum-verified) in the shared LRU cache:
+         * hot blocks are then served from memory, with no blob-file read and no
+         * re-verification, and cache-only reads can serve them on the loop thread.
+         */
+        rocksdb_options_set_blob_cache(opt, s->block_cache);
     } else {
         rocksdb_options_set_write_buffer_size(opt, META_WRITE_BUFFER_BYTES);
     }
@@ -231,6 +247,9 @@ static void build_options(node_store *s, const node_store_options *o)
         s->cf_options[i] = cf_options_create(s, i, o);
     s->read_options = rocksdb_readoptions_create();
     rocksdb_readoptions_set_verify_checksums(s->read_options, 1);
+    s->read_cached = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_verify_checksums(s->read_cached, 1);
+    rocksdb_readoptions_set_read_tier(s->read_cached, 1 /* kBlockCacheTier */);
     s->write_commit = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->write_commit, o->sync_writes);
     s->write_block = rocksdb_writeoptions_create();
@@ -248,6 +267,7 @@ static void store_destroy(node_store *s)
     if (s->db_options != NULL) rocksdb_options_destroy(s->db_options);
     if (s->block_cache != NULL) rocksdb_cache_destroy(s->block_cache);
     if (s->read_options != NULL) rocksdb_readoptions_destroy(s->read_options);
+    if (s->read_cached != NULL) rocksdb_readoptions_destroy(s->read_cached);
     if (s->write_commit != NULL) rocksdb_writeoptions_destroy(s->write_commit);
     if (s->write_block != NULL) rocksdb_writeoptions_destroy(s->write_block);
     node__idmap_free(&s->pins);

@@ -325,7 +325,8 @@ int node_store_block_put(node_store *s, const node_block_id *id, const void *dat
 }
 
 /* Looks a block up for reading: quarantine first, then RocksDB (checksums verified). */
-static int block_fetch(node_store *s, const node_block_id *id, rocksdb_pinnableslice_t **out)
+static int block_fetch_ro(node_store *s, const rocksdb_readoptions_t *ro, const node_block_id *id,
+                          rocksdb_pinnableslice_t **out)
 {
     char hex[2 * NODE_BLOCK_ID_BYTES + 1];
     tern_hex(id->bytes, NODE_BLOCK_ID_BYTES, hex);
@@ -335,7 +336,7 @@ static int block_fetch(node_store *s, const node_block_id *id, rocksdb_pinnables
         return TERN_ECORRUPT;
     }
     char *err = NULL;
-    *out = rocksdb_get_pinned_cf(s->db, s->read_options, s->cf[NODE__CF_BLOCKS],
+    *out = rocksdb_get_pinned_cf(s->db, ro, s->cf[NODE__CF_BLOCKS],
                                  (const char *)id->bytes, NODE_BLOCK_ID_BYTES, &err);
     if (err != NULL) {
         int rc = node__read_error(s, err, "block read");
@@ -352,6 +353,28 @@ static int block_fetch(node_store *s, const node_block_id *id, rocksdb_pinnables
         return TERN_ENOTFOUND;
     }
     return 0;
+}
+
+static int block_fetch(node_store *s, const node_block_id *id, rocksdb_pinnableslice_t **out)
+{
+    return block_fetch_ro(s, s->read_options, id, out);
+}
+
+int node_store_block_view(node_store *s, const node_block_id *id, bool cache_only,
+                          node_block_view **out, const char **data, size_t *len)
+{
+    rocksdb_pinnableslice_t *v = NULL;
+    *out = NULL;
+    int rc = block_fetch_ro(s, cache_only ? s->read_cached : s->read_options, id, &v);
+    if (rc != 0) return rc;
+    *data = rocksdb_pinnableslice_value(v, len);
+    *out = (node_block_view *)v;
+    return 0;
+}
+
+void node_block_view_release(node_block_view *v)
+{
+    if (v) rocksdb_pinnableslice_destroy((rocksdb_pinnableslice_t *)v);
 }
 
 int node_store_block_get(node_store *s, const node_block_id *id, bool verify_hash, void **data_out,

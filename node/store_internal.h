@@ -91,6 +91,7 @@ struct node_store {
     rocksdb_options_t *cf_options[NODE__CF_COUNT];
     rocksdb_cache_t *block_cache;
     rocksdb_readoptions_t *read_options;  /* verify_checksums on */
+    rocksdb_readoptions_t *read_cached;   /* same, and read_tier = block cache: never disk I/O */
     rocksdb_writeoptions_t *write_commit; /* sync = sync_writes */
     rocksdb_writeoptions_t *write_block;  /* sync = false, WAL on */
     char *data_dir;
@@ -122,6 +123,9 @@ int node__write_error(node_store *s, char *err, const char *what);
 /* TERN_EFAILED (with errmsg) when the store is in the sticky failed state. */
 int node__check_writable(node_store *s);
 /* Returns 0 with a malloc'd copy (rocksdb_free), TERN_ENOTFOUND, or an error. */
+/* node__get with explicit read options (e.g. the cache-only ones). */
+int node__get_ro(node_store *s, const rocksdb_readoptions_t *ro, int cf, const void *key,
+                 size_t key_len, char **value, size_t *value_len);
 int node__get(node_store *s, int cf, const void *key, size_t key_len, char **value,
               size_t *value_len);
 /* Sets *exists without copying the value; 0 or an error. */

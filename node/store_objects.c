@@ -140,16 +140,22 @@ int node_store_bucket_list(node_store *s, node_bucket **out, size_t *count)
 
 /* ---------------------------------------------------------------- objects */
 
-static int load_manifest(node_store *s, const char *okey, size_t okey_len, node_manifest **out)
+static int load_manifest_ro(node_store *s, const rocksdb_readoptions_t *ro, const char *okey,
+                            size_t okey_len, node_manifest **out)
 {
     char *v;
     size_t n;
-    int rc = node__get(s, NODE__CF_OBJECTS, okey, okey_len, &v, &n);
+    int rc = node__get_ro(s, ro, NODE__CF_OBJECTS, okey, okey_len, &v, &n);
     if (rc != 0) return rc;
     rc = node__manifest_decode(v, n, out);
     rocksdb_free(v);
     if (rc == TERN_ECORRUPT) node__errmsg_set("manifest of %.*s is corrupt", (int)okey_len, okey);
     return rc;
+}
+
+static int load_manifest(node_store *s, const char *okey, size_t okey_len, node_manifest **out)
+{
+    return load_manifest_ro(s, s->read_options, okey, okey_len, out);
 }
 
 /*
@@ -235,6 +241,16 @@ int node_store_object_get(node_store *s, const char *bucket, const char *key, no
     char okey[NODE__KEY_BYTES_MAX];
     size_t okey_len = node__object_key(okey, bucket, key);
     return load_manifest(s, okey, okey_len, out);
+}
+
+int node_store_object_get_cached(node_store *s, const char *bucket, const char *key,
+                                 node_manifest **out)
+{
+    *out = NULL;
+    if (!node__valid_bucket(bucket) || !node__valid_key(key)) return TERN_ENOTFOUND;
+    char okey[NODE__KEY_BYTES_MAX];
+    size_t okey_len = node__object_key(okey, bucket, key);
+    return load_manifest_ro(s, s->read_cached, okey, okey_len, out);
 }
 
 int node_store_object_delete(node_store *s, const char *bucket, const char *key)
