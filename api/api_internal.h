@@ -169,6 +169,13 @@ int api__chunked_feed(api__chunked *d, const char *in, size_t len, api__chunk_da
 int api__chunked_finish(api__chunked *d);
 const char *api__chunked_error(const api__chunked *d);
 uint64_t api__chunked_decoded_bytes(const api__chunked *d);
+/*
+ * The value of a trailer received after the final chunk (e.g. "x-amz-checksum-crc32"; name
+ * matched case-insensitively), or NULL. Valid once api__chunked_finish() has returned 0, until
+ * api__chunked_free(); in the signed trailer mode the trailers are covered by the verified
+ * x-amz-trailer-signature. The caller checks checksums against the decoded data.
+ */
+const char *api__chunked_trailer(const api__chunked *d, const char *name);
 
 /* ---------------- XML ---------------- */
 
