@@ -45,8 +45,63 @@ void api__hmac_sha256_hex(const uint8_t *key, size_t key_len, const char *msg, s
     tern_hex(mac, 32, out_hex);
 }
 
+/*
+ * Signing keys change once a day per (secret, region, service), but deriving
+ * one costs four HMACs: a small per-thread memo saves them on every request.
+ * It is per thread (the verifier runs on the event loop thread) so it needs no
+ * lock; it holds nothing the credential table does not already hold.
+ */
+#define SIGNING_KEY_MEMO_SLOTS 8
+typedef struct {
+    bool used;
+    char secret[API_SECRET_BYTES_MAX + 1];
+    char date8[9];
+    char region[64];
+    char service[32];
+    uint8_t key[32];
+} signing_key_memo;
+
+static _Thread_local signing_key_memo key_memo[SIGNING_KEY_MEMO_SLOTS];
+static _Thread_local unsigned key_memo_next;
+
+static signing_key_memo *memo_find(const char *secret, const char *date8, const char *region,
+                                   const char *service)
+{
+    for (unsigned i = 0; i < SIGNING_KEY_MEMO_SLOTS; i++) {
+        signing_key_memo *m = &key_memo[i];
+        if (m->used && strcmp(m->date8, date8) == 0 && strcmp(m->region, region) == 0 &&
+            strcmp(m->service, service) == 0 && strcmp(m->secret, secret) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+static void derive_signing_key(const char *secret, const char *date8, const char *region,
+                               const char *service, uint8_t out[32]);
+
 void api__sigv4_signing_key(const char *secret, const char *date8, const char *region,
                             const char *service, uint8_t out[32])
+{
+    signing_key_memo *m = memo_find(secret, date8, region, service);
+    if (m != NULL) {
+        memcpy(out, m->key, 32);
+        return;
+    }
+    derive_signing_key(secret, date8, region, service, out);
+    if (strlen(secret) > API_SECRET_BYTES_MAX || strlen(date8) >= sizeof m->date8 ||
+        strlen(region) >= sizeof m->region || strlen(service) >= sizeof m->service)
+        return;
+    m = &key_memo[key_memo_next++ % SIGNING_KEY_MEMO_SLOTS];
+    m->used = true;
+    strcpy(m->secret, secret);
+    strcpy(m->date8, date8);
+    strcpy(m->region, region);
+    strcpy(m->service, service);
+    memcpy(m->key, out, 32);
+}
+
+static void derive_signing_key(const char *secret, const char *date8, const char *region,
+                               const char *service, uint8_t out[32])
 {
     /* kSecret = "AWS4" + secret; each step keys the next (SigV4 "derive a signing key"). */
     uint8_t ksecret[4 + API_SECRET_BYTES_MAX];
