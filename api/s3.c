@@ -202,9 +202,17 @@ static bool validate_names(api__req *r)
     return true;
 }
 
-/* Refuses, pauses the parser and makes the connection close after the answer. */
+/*
+ * After an early answer: a request with a body stops being parsed and its
+ * connection closes (the unread body is garbage); a bodyless one completes
+ * normally so the connection stays usable.
+ */
 static void refuse(api__req *r)
 {
+    if (r->bodyless) {
+        r->body_mode = API_BODY_DISCARD;
+        return;
+    }
     r->close_after = !r->message_complete;
     api__req_pause(r);
 }
