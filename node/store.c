@@ -11,8 +11,15 @@
 
 #define MIB                               ((size_t)1 << 20)
 #define BLOCK_CACHE_BYTES_DEFAULT         (64 * MIB)
-#define BLOCKS_WRITE_BUFFER_BYTES_DEFAULT (64 * MIB)
-#define META_WRITE_BUFFER_BYTES           (16 * MIB)
+/*
+ * Memtables hold block bytes until they flush to blob files, so their size is
+ * most of the node's memory under write load: 2 x 32 MiB for blocks, small
+ * ones for metadata, and a 96 MiB cap over all of them (the bench checks RSS
+ * stays under 200 MiB with 32 concurrent 1 GiB uploads).
+ */
+#define BLOCKS_WRITE_BUFFER_BYTES_DEFAULT (32 * MIB)
+#define DB_WRITE_BUFFER_BYTES_MAX         (96 * MIB)
+#define META_WRITE_BUFFER_BYTES           (4 * MIB)
 /* Blocks below this size stay inline in the LSM; block sizes are >= 4 KiB so all go to blobs. */
 #define BLOB_MIN_BYTES      4096
 #define BLOB_FILE_BYTES     (256 * MIB)
@@ -240,6 +247,7 @@ static void build_options(node_store *s, const node_store_options *o)
     rocksdb_options_set_create_if_missing(s->db_options, 1);
     rocksdb_options_set_create_missing_column_families(s->db_options, 1);
     rocksdb_options_set_paranoid_checks(s->db_options, 1);
+    rocksdb_options_set_db_write_buffer_size(s->db_options, DB_WRITE_BUFFER_BYTES_MAX);
     rocksdb_options_increase_parallelism(s->db_options, 2);
     rocksdb_options_set_keep_log_file_num(s->db_options, 4);
     rocksdb_options_set_max_log_file_size(s->db_options, 16 * MIB);
