@@ -85,6 +85,8 @@ static void put_unpin_all(api__put *p)
 typedef struct {
     node_store *store;
     char *bucket, *key, *upload_id;
+    uint64_t expected_bytes; /* UINT64_MAX when unknown (chunked) */
+    uint64_t reserve_bytes;
     int rc;
     bool bucket_missing;
 } precheck_job;
@@ -96,6 +98,13 @@ static void precheck_work(void *arg)
     j->rc = node_store_bucket_get(j->store, j->bucket, &b);
     if (j->rc == TERN_ENOTFOUND) {
         j->bucket_missing = true;
+        return;
+    }
+    uint64_t free_bytes;
+    if (j->rc == 0 && j->expected_bytes != UINT64_MAX && j->reserve_bytes > 0 &&
+        node_store_disk_free(j->store, &free_bytes) == 0 &&
+        free_bytes < j->reserve_bytes + j->expected_bytes) {
+        j->rc = TERN_ENOSPC; /* refuse before reading a body that cannot be kept */
         return;
     }
     if (j->rc == 0 && j->upload_id) {
@@ -204,6 +213,8 @@ int api__put_begin(api__req *r, bool is_part)
     j->bucket = r->bucket;
     j->key = r->key;
     j->upload_id = p->upload_id;
+    j->expected_bytes = expected;
+    j->reserve_bytes = r->server->config->disk_reserve_bytes;
     api__req_pause(r);
     api__job_submit(r, precheck_work, precheck_done, j);
     return 0;

@@ -72,6 +72,10 @@ static const opt_desc option_table[] = {
      "bytes per second the scrubber verifies; 0 disables scrubbing"},
     {"block-cache", "BYTES", NULL, "TERN_BLOCK_CACHE", "block_cache", KIND_BYTES,
      FIELD(block_cache_bytes), 0, UINT64_MAX, "64M", "RocksDB block cache size"},
+    {"disk-reserve", "BYTES", NULL, "TERN_DISK_RESERVE", "disk_reserve", KIND_BYTES,
+     FIELD(disk_reserve_bytes), 0, UINT64_MAX, "256M",
+     "free space kept on the data disk: uploads that would eat into it get 507\n"
+     "      InsufficientStorage, so deletes, flushes and restarts always have room"},
     {"io-threads", "N", NULL, "TERN_IO_THREADS", "io_threads", KIND_U64, FIELD(io_threads), 1, 256,
      "8", "threads for disk I/O (UV_THREADPOOL_SIZE, 1..256)"},
     {"max-header-bytes", "BYTES", NULL, "TERN_MAX_HEADER_BYTES", "max_header_bytes", KIND_BYTES,
@@ -395,6 +399,7 @@ static int set_defaults(load_ctx *ctx)
     cfg->block_size_bytes = NODE_BLOCK_SIZE_DEFAULT;
     cfg->scrub_bytes_per_second = 8u << 20;
     cfg->block_cache_bytes = 64u << 20;
+    cfg->disk_reserve_bytes = 256u << 20;
     cfg->io_threads = 8;
     cfg->max_header_bytes = 16u << 10;
     cfg->max_connections = 1024;

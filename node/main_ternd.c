@@ -129,7 +129,8 @@ static int start(ternd *d)
     char errmsg[512] = "";
     node_store_options so = {.data_dir = d->cfg.data_dir,
                              .block_cache_bytes = d->cfg.block_cache_bytes,
-                             .sync_writes = d->cfg.sync_writes};
+                             .sync_writes = d->cfg.sync_writes,
+                             .disk_reserve_bytes = d->cfg.disk_reserve_bytes};
     if (node_store_open(&so, &d->store, errmsg, sizeof errmsg) != 0) {
         fprintf(stderr, "ternd: cannot open the store in %s: %s\n", d->cfg.data_dir, errmsg);
         return 1;

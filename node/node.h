@@ -110,6 +110,12 @@ typedef struct {
     size_t block_cache_bytes;       /* 0: a default of 64 MiB */
     size_t write_buffer_bytes;      /* 0: a default of 64 MiB for the blocks CF */
     bool sync_writes;               /* true in production; commits fsync the WAL */
+    /*
+     * Free bytes block puts never eat into: a put that would leave less gets
+     * TERN_ENOSPC before RocksDB sees a full disk, so metadata commits
+     * (deletes), memtable flushes and WAL replay at restart keep room.
+     */
+    uint64_t disk_reserve_bytes;
 } node_store_options;
 
 typedef struct {
@@ -262,6 +268,9 @@ int node_store_meta_get(node_store *s, const char *name, char **value_out, size_
 
 int node_store_stats_get(node_store *s, node_store_stats *out);
 
+/* Free bytes on the data directory's filesystem for unprivileged writers (statvfs). */
+int node_store_disk_free(node_store *s, uint64_t *free_bytes);
+
 /*
  * One step of the background scrubber: from a persistent cursor, reads blocks
  * until bytes_budget is spent, verifies each one's SHA-256 against its id,
@@ -292,6 +301,7 @@ typedef struct {
     uint32_t block_size_bytes;        /* --block-size BYTES (suffixes K/M), default 1 MiB */
     uint64_t scrub_bytes_per_second;  /* --scrub-rate BYTES/s, default 8 MiB/s; 0 disables */
     uint64_t block_cache_bytes;       /* --block-cache BYTES, default 64 MiB */
+    uint64_t disk_reserve_bytes;      /* --disk-reserve BYTES, default 256 MiB */
     uint32_t io_threads;              /* --io-threads N (UV_THREADPOOL_SIZE), default 8 */
     uint32_t max_header_bytes;        /* --max-header-bytes N, default 16 KiB */
     uint32_t max_connections;         /* --max-connections N, default 1024 */

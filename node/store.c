@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/stat.h>
 
 #include "store_internal.h"
@@ -331,6 +332,7 @@ static int store_init(node_store *s, const node_store_options *opts)
     atomic_init(&s->gc_blocks_deleted, 0);
     atomic_init(&s->failed, 0);
     s->data_dir = strdup(opts->data_dir);
+    s->disk_reserve_bytes = opts->disk_reserve_bytes;
     if (s->data_dir == NULL || node__idmap_init(&s->pins) != 0 ||
         node__idmap_init(&s->quarantine) != 0) {
         node__errmsg_set("out of memory");
@@ -484,6 +486,17 @@ static uint64_t wal_bytes(const node_store *s)
  * blob files, including garbage not yet collected) + the *.log WAL files.
  * It leaves out the info LOG, MANIFEST and OPTIONS files (a few MiB at most).
  */
+int node_store_disk_free(node_store *s, uint64_t *free_bytes)
+{
+    struct statvfs st;
+    if (statvfs(s->data_dir, &st) != 0) {
+        node__errmsg_set("statvfs %s: %s", s->data_dir, strerror(errno));
+        return TERN_EIO;
+    }
+    *free_bytes = (uint64_t)st.f_bavail * (uint64_t)st.f_frsize;
+    return 0;
+}
+
 int node_store_stats_get(node_store *s, node_store_stats *out)
 {
     memset(out, 0, sizeof *out);

@@ -311,6 +311,14 @@ int node_store_block_put(node_store *s, const node_block_id *id, const void *dat
     }
     int rc = node__check_writable(s);
     if (rc != 0) return rc;
+    uint64_t free_bytes;
+    if (s->disk_reserve_bytes > 0 && node_store_disk_free(s, &free_bytes) == 0 &&
+        free_bytes < s->disk_reserve_bytes + len) {
+        node__errmsg_set("block put: %llu bytes free, below the %llu-byte disk reserve",
+                         (unsigned long long)free_bytes,
+                         (unsigned long long)s->disk_reserve_bytes);
+        return TERN_ENOSPC;
+    }
     /* Pin first: from here on GC leaves the block alone, so what we find stays stored. */
     bool stored;
     rc = pin_take(s, id, &stored);

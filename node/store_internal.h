@@ -95,6 +95,7 @@ struct node_store {
     rocksdb_writeoptions_t *write_commit; /* sync = sync_writes */
     rocksdb_writeoptions_t *write_block;  /* sync = false, WAL on */
     char *data_dir;
+    uint64_t disk_reserve_bytes;
 
     pthread_mutex_t commit_mu;
     node__counters counters; /* guarded by commit_mu */
