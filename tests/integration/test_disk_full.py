@@ -1,9 +1,9 @@
 """A full disk: uploads are refused with 507 before RocksDB runs out of space; nothing
 acknowledged is lost, deletes free space, and the node restarts on the same disk.
 
-The data dir is a tmpfs of a fixed size that the test mounts in its own mount namespace
-(unshare -m), so nothing outside the test sees it. Needs root (CI and the dev machines run
-as root); skipped with the reason otherwise.
+The data dir is a tmpfs of a fixed size that the test mounts under its own temporary
+directory and unmounts at the end. Needs root (CI and the dev machines run as root);
+skipped with the reason otherwise.
 """
 
 import os
