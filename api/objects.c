@@ -596,6 +596,7 @@ static void put_commit(api__put *p)
  * headers go out, so a corrupt first block is a clean 500, not a cut body.
  */
 struct api__get {
+    node_read_view *view; /* one snapshot from the manifest to the last block */
     node_manifest *m;
     bool head;
     int status;
@@ -619,6 +620,7 @@ void api__get_free(api__get *g)
     if (g == NULL) return;
     node_manifest_free(g->m);
     node_block_view_release(g->ready);
+    node_store_view_close(g->view);
     api__buf_free(&g->headers);
     free(g);
 }
@@ -669,6 +671,7 @@ int api__conditional_status(api__req *r, const char *etag, int64_t mtime_ms, con
 
 typedef struct {
     node_store *store;
+    node_read_view *view;
     const char *bucket, *key;
     node_manifest *m;
     int rc;
@@ -678,7 +681,7 @@ typedef struct {
 static void manifest_work(void *arg)
 {
     manifest_job *j = arg;
-    j->rc = node_store_object_get(j->store, j->bucket, j->key, &j->m);
+    j->rc = node_store_object_get_in(j->view, false, j->bucket, j->key, &j->m);
     if (j->rc == TERN_ENOTFOUND) {
         node_bucket b;
         j->bucket_missing = node_store_bucket_get(j->store, j->bucket, &b) == TERN_ENOTFOUND;
@@ -688,7 +691,7 @@ static void manifest_work(void *arg)
 static void get_pump(api__req *r);
 
 typedef struct {
-    node_store *store;
+    node_read_view *snapshot;
     node_block_id id;
     node_block_view *view;
     const char *data;
@@ -699,7 +702,7 @@ typedef struct {
 static void read_work(void *arg)
 {
     read_job *j = arg;
-    j->rc = node_store_block_view(j->store, &j->id, false, &j->view, &j->data, &j->len);
+    j->rc = node_store_block_view_in(j->snapshot, &j->id, false, &j->view, &j->data, &j->len);
 }
 
 static void view_release(void *view)
@@ -779,12 +782,12 @@ static int get_read_next(api__req *r, api__get *g)
     node_block_view *view;
     const char *data;
     size_t len;
-    int rc = node_store_block_view(r->server->store, &b->id, true, &view, &data, &len);
+    int rc = node_store_block_view_in(g->view, &b->id, true, &view, &data, &len);
     if (rc == 0) return get_take_view(g, view, data, len);
     if (rc != TERN_EAGAIN) return rc;
     read_job *j = calloc(1, sizeof *j);
     assert(j != NULL);
-    j->store = r->server->store;
+    j->snapshot = g->view;
     j->id = b->id;
     g->read_inflight = true;
     api__job_submit(r, read_work, read_done, j);
@@ -944,14 +947,19 @@ void api__get_start(api__req *r, bool head)
     assert(g != NULL);
     g->head = head;
     r->get = g;
+    if (node_store_view_open(r->server->store, &g->view) != 0) {
+        api__respond_error(r, "InternalError", "Out of memory.");
+        return;
+    }
     /* The manifest is usually in memory: answer without a trip through the pool. */
-    if (node_store_object_get_cached(r->server->store, r->bucket, r->key, &g->m) == 0) {
+    if (node_store_object_get_in(g->view, true, r->bucket, r->key, &g->m) == 0) {
         get_respond(r, g);
         return;
     }
     manifest_job *j = calloc(1, sizeof *j);
     assert(j != NULL);
     j->store = r->server->store;
+    j->view = g->view;
     j->bucket = r->bucket;
     j->key = r->key;
     api__job_submit(r, manifest_work, manifest_done, j);
@@ -1017,6 +1025,11 @@ static void copy_work(void *arg)
         node_manifest_free(j->src);
         j->src = NULL;
         j->rc = node_store_object_get(store, j->src_bucket, j->src_key, &j->src);
+        node_bucket b;
+        if (j->rc == TERN_ENOTFOUND && node_store_bucket_get(store, j->src_bucket, &b) != 0) {
+            j->s3_code = "NoSuchBucket";
+            j->message = "The source bucket does not exist.";
+        }
         if (j->rc != 0) return;
         int cond = api__conditional_status(r, j->src->etag, j->src->last_modified_ms,
                                            "x-amz-copy-source-");
@@ -1039,6 +1052,10 @@ static void copy_work(void *arg)
         j->dst.last_modified_ms = m.last_modified_ms;
         memcpy(j->dst.etag, m.etag, sizeof m.etag);
         j->rc = node_store_object_put(store, r->bucket, r->key, &m);
+        if (j->rc == TERN_ENOTFOUND) {
+            j->s3_code = "NoSuchBucket";
+            j->message = "The specified bucket does not exist.";
+        }
         /* ECONFLICT: the source was replaced and its blocks collected meanwhile: retry. */
         if (j->rc != TERN_ECONFLICT) return;
     }

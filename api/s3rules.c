@@ -372,6 +372,8 @@ static const struct {
     {"AccountProblem", 403, "There is a problem with your account that prevents the operation"},
     {"AuthorizationHeaderMalformed", 400, "The authorization header is malformed"},
     {"AuthorizationQueryParametersError", 400, "The query-string authentication is malformed"},
+    /* Malformed HTTP framing (S3 answers a bare 400 Bad Request). */
+    {"BadRequest", 400, "Bad Request"},
     {"BadDigest", 400, "The Content-MD5 or checksum you specified did not match what we received"},
     {"BucketAlreadyExists", 409, "The requested bucket name is not available"},
     {"BucketAlreadyOwnedByYou", 409,
@@ -390,12 +392,14 @@ static const struct {
     {"InvalidObjectState", 403, "The operation is not valid for the current state of the object"},
     {"InvalidPart", 400, "One or more of the specified parts could not be found"},
     {"InvalidPartOrder", 400, "The list of parts was not in ascending order"},
+    {"InvalidURI", 400, "Couldn't parse the specified URI"},
     {"InvalidRange", 416, "The requested range is not satisfiable"},
     {"InvalidRequest", 400, "Invalid Request"},
     {"KeyTooLongError", 400, "Your key is too long"},
     {"MalformedXML", 400,
      "The XML you provided was not well-formed or did not validate against "
      "our published schema"},
+    {"MaxMessageLengthExceeded", 400, "Your request was too big"},
     {"MetadataTooLarge", 400, "Your metadata headers exceed the maximum allowed metadata size"},
     {"MethodNotAllowed", 405, "The specified method is not allowed against this resource"},
     {"MissingContentLength", 411, "You must provide the Content-Length HTTP header"},

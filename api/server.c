@@ -574,6 +574,8 @@ static int on_headers_complete(llhttp_t *p)
         r->content_length = p->content_length;
     }
     r->bodyless = (p->flags & F_CHUNKED) == 0 && (!r->has_content_length || r->content_length == 0);
+    /* "Connection: close" (or HTTP/1.0 without keep-alive): answer, then close. */
+    if (!llhttp_should_keep_alive(p)) r->close_after = true;
     const char *expect = api__req_header(r, "Expect");
     if (expect && strcasecmp(expect, "100-continue") == 0) r->expect_continue = true;
     api__s3_headers_done(r);

@@ -22,6 +22,7 @@ typedef struct {
     node_scrub_result scrub_result;
     int scrub_rc;
     bool stopping;
+    bool secret_generated; /* the root secret was generated or read from the store */
     node_counter *scrub_bytes, *scrub_corrupt, *scrub_orphans;
 } ternd;
 
@@ -35,6 +36,7 @@ static int ensure_root_credentials(ternd *d)
         node_store_meta_get(d->store, "root_secret_key", &sk, &len) == 0) {
         d->cfg.root_access_key = ak;
         d->cfg.root_secret_key = sk;
+        d->secret_generated = true;
         return 0;
     }
     free(ak);
@@ -53,6 +55,7 @@ static int ensure_root_credentials(ternd *d)
     if (rc != 0) return rc;
     d->cfg.root_access_key = strdup(access);
     d->cfg.root_secret_key = strdup(secret);
+    d->secret_generated = true;
     return 0;
 }
 
@@ -156,8 +159,13 @@ static int start(ternd *d)
         fprintf(stderr, "ternd: %s\n", errmsg);
         return 1;
     }
-    printf("root access key: %s\nroot secret key: %s\n", d->cfg.root_access_key,
-           d->cfg.root_secret_key);
+    /* A generated secret must be shown once so it can be used; a configured one never is. */
+    if (d->secret_generated)
+        printf("root access key: %s\nroot secret key: %s\n", d->cfg.root_access_key,
+               d->cfg.root_secret_key);
+    else
+        printf("root access key: %s\nroot secret key: (as configured)\n",
+               d->cfg.root_access_key);
     fflush(stdout);
     node_log(NODE_LOG_INFO, "ternd",
              "tern %s node %llu region %s: S3 API listening on http://%s (data in %s)",

@@ -178,6 +178,22 @@ int node_store_block_view(node_store *s, const node_block_id *id, bool cache_onl
                           node_block_view **out, const char **data, size_t *len);
 void node_block_view_release(node_block_view *v);
 
+/*
+ * A consistent point-in-time view (a RocksDB snapshot) for reads that take
+ * several steps, such as a GET reading a manifest and then its blocks: an
+ * overwrite or delete that commits meanwhile, and the garbage collection of
+ * the blocks it dropped, stay invisible to reads through the view until it is
+ * closed. Any thread; close once.
+ */
+typedef struct node_read_view node_read_view;
+int node_store_view_open(node_store *s, node_read_view **out);
+void node_store_view_close(node_read_view *v);
+/* node_store_object_get / node_store_block_view through a view (cache_only as above). */
+int node_store_object_get_in(node_read_view *v, bool cache_only, const char *bucket,
+                             const char *key, node_manifest **out);
+int node_store_block_view_in(node_read_view *v, const node_block_id *id, bool cache_only,
+                             node_block_view **out, const char **data, size_t *len);
+
 /* Reads len bytes at offset of a block into buf (for ranged GETs). Same errors as above. */
 int node_store_block_read(node_store *s, const node_block_id *id, size_t offset, void *buf,
                           size_t len);

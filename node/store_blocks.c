@@ -380,6 +380,58 @@ int node_store_block_view(node_store *s, const node_block_id *id, bool cache_onl
     return 0;
 }
 
+struct node_read_view {
+    node_store *s;
+    const rocksdb_snapshot_t *snapshot;
+    rocksdb_readoptions_t *read_options; /* verify_checksums, at the snapshot */
+    rocksdb_readoptions_t *read_cached;  /* the same, block-cache tier only */
+};
+
+int node_store_view_open(node_store *s, node_read_view **out)
+{
+    node_read_view *v = calloc(1, sizeof *v);
+    if (v == NULL) return TERN_ENOMEM;
+    v->s = s;
+    v->snapshot = rocksdb_create_snapshot(s->db);
+    v->read_options = rocksdb_readoptions_create();
+    v->read_cached = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_verify_checksums(v->read_options, 1);
+    rocksdb_readoptions_set_verify_checksums(v->read_cached, 1);
+    rocksdb_readoptions_set_read_tier(v->read_cached, 1 /* kBlockCacheTier */);
+    rocksdb_readoptions_set_snapshot(v->read_options, v->snapshot);
+    rocksdb_readoptions_set_snapshot(v->read_cached, v->snapshot);
+    *out = v;
+    return 0;
+}
+
+void node_store_view_close(node_read_view *v)
+{
+    if (v == NULL) return;
+    rocksdb_readoptions_destroy(v->read_options);
+    rocksdb_readoptions_destroy(v->read_cached);
+    rocksdb_release_snapshot(v->s->db, v->snapshot);
+    free(v);
+}
+
+int node_store_block_view_in(node_read_view *v, const node_block_id *id, bool cache_only,
+                             node_block_view **out, const char **data, size_t *len)
+{
+    rocksdb_pinnableslice_t *slice = NULL;
+    *out = NULL;
+    int rc = block_fetch_ro(v->s, cache_only ? v->read_cached : v->read_options, id, &slice);
+    if (rc != 0) return rc;
+    *data = rocksdb_pinnableslice_value(slice, len);
+    *out = (node_block_view *)slice;
+    return 0;
+}
+
+int node_store_object_get_in(node_read_view *v, bool cache_only, const char *bucket,
+                             const char *key, node_manifest **out)
+{
+    return node__object_get_ro(v->s, cache_only ? v->read_cached : v->read_options, bucket, key,
+                               out);
+}
+
 void node_block_view_release(node_block_view *v)
 {
     if (v) rocksdb_pinnableslice_destroy((rocksdb_pinnableslice_t *)v);

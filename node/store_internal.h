@@ -124,6 +124,9 @@ int node__write_error(node_store *s, char *err, const char *what);
 /* TERN_EFAILED (with errmsg) when the store is in the sticky failed state. */
 int node__check_writable(node_store *s);
 /* Returns 0 with a malloc'd copy (rocksdb_free), TERN_ENOTFOUND, or an error. */
+/* node_store_object_get with explicit read options (a view's snapshot). */
+int node__object_get_ro(node_store *s, const rocksdb_readoptions_t *ro, const char *bucket,
+                        const char *key, node_manifest **out);
 /* node__get with explicit read options (e.g. the cache-only ones). */
 int node__get_ro(node_store *s, const rocksdb_readoptions_t *ro, int cf, const void *key,
                  size_t key_len, char **value, size_t *value_len);

@@ -243,6 +243,16 @@ int node_store_object_get(node_store *s, const char *bucket, const char *key, no
     return load_manifest(s, okey, okey_len, out);
 }
 
+int node__object_get_ro(node_store *s, const rocksdb_readoptions_t *ro, const char *bucket,
+                        const char *key, node_manifest **out)
+{
+    *out = NULL;
+    if (!node__valid_bucket(bucket) || !node__valid_key(key)) return TERN_ENOTFOUND;
+    char okey[NODE__KEY_BYTES_MAX];
+    size_t okey_len = node__object_key(okey, bucket, key);
+    return load_manifest_ro(s, ro, okey, okey_len, out);
+}
+
 int node_store_object_get_cached(node_store *s, const char *bucket, const char *key,
                                  node_manifest **out)
 {
