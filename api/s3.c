@@ -140,8 +140,23 @@ static int route(const api__req *r)
     return r->key ? route_object(r) : route_bucket(r);
 }
 
+/* SigV2 (query AWSAccessKeyId/Signature or "Authorization: AWS key:sig") is refused by name. */
+static bool refuse_sigv2(api__req *r)
+{
+    const char *auth = api__req_header(r, "Authorization");
+    bool v2 = (api__req_has_param(r, "AWSAccessKeyId") && api__req_has_param(r, "Signature")) ||
+              (auth && strncmp(auth, "AWS ", 4) == 0);
+    if (!v2) return false;
+    api__respond_error(r, "InvalidRequest",
+                       "The authorization mechanism you have provided is not supported (AWS "
+                       "Signature Version 2). Please use AWS4-HMAC-SHA256; with boto3, "
+                       "Config(signature_version='s3v4').");
+    return true;
+}
+
 static bool authenticate(api__req *r)
 {
+    if (refuse_sigv2(r)) return false;
     api__header stack_headers[64];
     api__header *headers = stack_headers;
     if (r->header_count > TERN_ARRAY_LEN(stack_headers)) {
