@@ -8,7 +8,7 @@ PACKAGES=(
   libssl-dev openssl libcurl4-openssl-dev libnghttp2-dev node-llhttp
   libjansson-dev libcmocka-dev
   python3 python3-boto3 python3-pytest python3-requests s3cmd awscli
-  prometheus nginx curl procps
+  prometheus nginx curl procps jq
 )
 
 missing=()

@@ -8,6 +8,10 @@ Fixtures:
   s3            a boto3 client for the module server
 Each server has a fresh temp data dir; a server keeps its handle (ternlib.Ternd) with
 restart(crash=False|True) and kill() for crash tests.
+
+Run by ctest (`ctest -L integration`, which sets TERND, TERNCTL and TERN_SOURCE_DIR), or by
+hand: TERND=build/ternd TERNCTL=build/ternctl /usr/bin/python3 -m pytest tests/integration
+(Debian's python: it sees python3-boto3, python3-requests and python3-pytest).
 """
 
 import os

@@ -623,7 +623,3 @@ def which_debian(tool):
 
 def content_md5(data):
     return base64.b64encode(hashlib.md5(data).digest()).decode()
-
-
-def send_signal(proc, sig=signal.SIGTERM):
-    proc.send_signal(sig)
