@@ -9,8 +9,6 @@
 #define XML_HEADER "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
 #define S3_XMLNS "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\""
 
-int api__collect_headers(api__req *r, node_manifest *m, const char **s3_code);
-
 typedef struct mp_job mp_job;
 struct mp_job {
     api__req *r;

@@ -257,6 +257,14 @@ void api__put_free(api__put *p);
 void api__get_start(api__req *r, bool head);
 void api__get_free(api__get *g);
 void api__copy_object(api__req *r);
+/*
+ * RFC 7232 evaluation of If-Match, If-Unmodified-Since, If-None-Match and
+ * If-Modified-Since (each name prefixed with `prefix`, e.g. "x-amz-copy-source-"):
+ * 0 to go on, 304 or 412.
+ */
+int api__conditional_status(api__req *r, const char *etag, int64_t mtime_ms, const char *prefix);
+/* Stored headers of a request (x-amz-meta-*, cache-control, ...) into a manifest. */
+int api__collect_headers(api__req *r, node_manifest *m, const char **s3_code);
 void api__delete_object(api__req *r);
 
 /* Buckets and listings (buckets.c). */
