@@ -1,4 +1,5 @@
-/* Probes (/healthz, /readyz), Prometheus /metrics and the authenticated admin JSON under /_tern/. */
+/* Probes (/healthz, /readyz), Prometheus /metrics and the authenticated admin JSON under /_tern/.
+ */
 #include <assert.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -35,8 +36,7 @@ static void publish_store_gauges(node_metrics *m, const node_store_stats *st)
          (double)st->block_bytes},
         {"tern_store_referenced_block_bytes", "Bytes of block references (before dedup).",
          (double)st->referenced_block_bytes},
-        {"tern_store_disk_bytes", "Bytes on disk as RocksDB reports them.",
-         (double)st->disk_bytes},
+        {"tern_store_disk_bytes", "Bytes on disk as RocksDB reports them.", (double)st->disk_bytes},
         {"tern_store_dedup_ratio", "Referenced block bytes over stored block bytes.",
          dedup_ratio(st)},
     };
@@ -107,8 +107,10 @@ static void status_done(api__req *r, void *arg)
     admin_job *j = arg;
     if (!r->aborted) {
         char *text = j->rc == 0 ? status_json(r, &j->stats) : NULL;
-        if (text) api__respond(r, 200, NULL, "application/json", text, strlen(text));
-        else api__respond_store_error(r, j->rc ? j->rc : TERN_ENOMEM, "NoSuchKey");
+        if (text)
+            api__respond(r, 200, NULL, "application/json", text, strlen(text));
+        else
+            api__respond_store_error(r, j->rc ? j->rc : TERN_ENOMEM, "NoSuchKey");
         free(text);
     }
     free(j);

@@ -1,4 +1,5 @@
-/* api: tern's client-facing servers: the S3-compatible HTTP/1.1 API, admin and metrics endpoints. */
+/* api: tern's client-facing servers: the S3-compatible HTTP/1.1 API, admin and metrics endpoints.
+ */
 #ifndef TERN_API_H
 #define TERN_API_H
 

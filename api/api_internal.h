@@ -57,7 +57,8 @@ typedef struct {
     const api__header *headers;
 } api__sigv4_request;
 
-/* Parsed "AWS4-HMAC-SHA256 Credential=AK/20130524/us-east-1/s3/aws4_request, SignedHeaders=..., Signature=..." */
+/* Parsed "AWS4-HMAC-SHA256 Credential=AK/20130524/us-east-1/s3/aws4_request, SignedHeaders=...,
+ * Signature=..." */
 typedef struct {
     char access_key[129];
     char date8[9]; /* yyyymmdd from the credential scope */
@@ -81,8 +82,8 @@ int api__sigv4_parse_authorization(const char *value, api__sigv4_auth *out);
  * dot-segment normalization).
  */
 int api__sigv4_canonical_request(const api__sigv4_request *req, const char *signed_headers,
-                                 const char *payload_hash, const char *exclude_param,
-                                 bool s3_mode, api__buf *out);
+                                 const char *payload_hash, const char *exclude_param, bool s3_mode,
+                                 api__buf *out);
 /* "AWS4-HMAC-SHA256\n<amz_date>\n<scope>\n<hex sha256(canonical)>" */
 int api__sigv4_string_to_sign(const char *amz_date, const char *scope, const char *canonical,
                               api__buf *out);
@@ -97,9 +98,9 @@ void api__sha256_hex(const void *data, size_t len, char out_hex[65]);
 typedef const char *(*api__secret_lookup_fn)(void *ctx, const char *access_key);
 
 enum {
-    API_PAYLOAD_SIGNED = 0,         /* x-amz-content-sha256 is the hex hash of the body */
-    API_PAYLOAD_UNSIGNED,           /* UNSIGNED-PAYLOAD (and presigned URLs) */
-    API_PAYLOAD_STREAMING_SIGNED,   /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD (aws-chunked) */
+    API_PAYLOAD_SIGNED = 0,                 /* x-amz-content-sha256 is the hex hash of the body */
+    API_PAYLOAD_UNSIGNED,                   /* UNSIGNED-PAYLOAD (and presigned URLs) */
+    API_PAYLOAD_STREAMING_SIGNED,           /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD (aws-chunked) */
     API_PAYLOAD_STREAMING_SIGNED_TRAILER,   /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER */
     API_PAYLOAD_STREAMING_UNSIGNED_TRAILER, /* STREAMING-UNSIGNED-PAYLOAD-TRAILER */
 };
@@ -114,8 +115,8 @@ typedef struct {
     char message[256];
     /* On success: */
     char access_key[129];
-    int payload_mode;          /* API_PAYLOAD_* */
-    char payload_sha256[65];   /* for API_PAYLOAD_SIGNED: the declared hex hash */
+    int payload_mode;        /* API_PAYLOAD_* */
+    char payload_sha256[65]; /* for API_PAYLOAD_SIGNED: the declared hex hash */
     /* For streaming payloads: what chunk signatures chain from. */
     uint8_t signing_key[32];
     char seed_signature[65];
@@ -200,7 +201,8 @@ int api__xml_parse_complete_multipart(const char *body, size_t len, api__complet
 /* <Delete><Quiet>true</Quiet><Object><Key>k</Key></Object>...</Delete>; at most 1000 keys. */
 int api__xml_parse_delete(const char *body, size_t len, char ***keys, size_t *count, bool *quiet,
                           char *errmsg, size_t errmsg_len);
-/* <CreateBucketConfiguration><LocationConstraint>r</LocationConstraint></...>; *region may be NULL. */
+/* <CreateBucketConfiguration><LocationConstraint>r</LocationConstraint></...>; *region may be NULL.
+ */
 int api__xml_parse_create_bucket(const char *body, size_t len, char **region, char *errmsg,
                                  size_t errmsg_len);
 void api__strv_free(char **v, size_t count);
@@ -232,7 +234,7 @@ int api__amz_date_parse(const char *s, int64_t *ms);
 /* The HTTP status of an S3 error code ("NoSuchKey" -> 404), 500 when unknown. */
 int api__s3_error_status(const char *s3_code);
 /* An S3 XML error document. */
-int api__s3_error_xml(api__buf *out, const char *s3_code, const char *message,
-                      const char *resource, const char *request_id);
+int api__s3_error_xml(api__buf *out, const char *s3_code, const char *message, const char *resource,
+                      const char *request_id);
 
 #endif

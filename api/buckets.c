@@ -1,4 +1,5 @@
-/* Bucket operations and listings: ListBuckets, Create/Head/Delete, location, ListObjects v1/v2, DeleteObjects. */
+/* Bucket operations and listings: ListBuckets, Create/Head/Delete, location, ListObjects v1/v2,
+ * DeleteObjects. */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,7 +7,7 @@
 #include "server_internal.h"
 
 #define XML_HEADER "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-#define S3_XMLNS "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\""
+#define S3_XMLNS   "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\""
 
 /* A generic store job: the work function fills status, s3 code and an XML body. */
 typedef struct bucket_job bucket_job;
@@ -48,8 +49,8 @@ static void job_done(api__req *r, void *arg)
         if (j->s3_code) {
             api__respond_error(r, j->s3_code, j->message);
         } else if (j->rc != 0) {
-            api__respond_store_error(r, j->rc, j->not_found_code ? j->not_found_code
-                                                                   : "NoSuchBucket");
+            api__respond_store_error(r, j->rc,
+                                     j->not_found_code ? j->not_found_code : "NoSuchBucket");
         } else {
             api__respond(r, j->status ? j->status : 200, NULL,
                          j->body.len ? "application/xml" : NULL, j->body.data, j->body.len);
@@ -94,8 +95,7 @@ static void list_buckets_work(bucket_job *j)
 static void create_bucket_work(bucket_job *j)
 {
     api__req *r = j->r;
-    j->rc = node_store_bucket_create(j->store, r->bucket, r->server->config->region,
-                                     tern_now_ms());
+    j->rc = node_store_bucket_create(j->store, r->bucket, r->server->config->region, tern_now_ms());
     if (j->rc == TERN_EEXIST) {
         j->s3_code = "BucketAlreadyOwnedByYou";
         j->message = "Your previous request to create the named bucket succeeded and you "
@@ -344,8 +344,7 @@ static void list_work(bucket_job *j)
         /* A v1 marker that is a common prefix also skips what it rolled up. */
         if (!a.v2 && a.start && a.delimiter[0] && strlen(a.start) >= strlen(a.delimiter) &&
             strcmp(a.start + strlen(a.start) - strlen(a.delimiter), a.delimiter) == 0 &&
-            strncmp(a.start, a.prefix, strlen(a.prefix)) == 0 &&
-            strlen(a.start) > strlen(a.prefix))
+            strncmp(a.start, a.prefix, strlen(a.prefix)) == 0 && strlen(a.start) > strlen(a.prefix))
             a.skip_prefix_of_start = true;
     }
     a.start_exclusive = true;
@@ -380,7 +379,7 @@ static void delete_objects_work(bucket_job *j)
         }
         api__buf_append_str(out, "<Error>");
         xml_key(out, "Key", key, false);
-        const char *code = rc == TERN_ETOOBIG ? "KeyTooLongError"
+        const char *code = rc == TERN_ETOOBIG  ? "KeyTooLongError"
                            : rc == TERN_EINVAL ? "InvalidArgument"
                                                : "InternalError";
         api__buf_printf(out, "<Code>%s</Code><Message>", code);
@@ -396,7 +395,9 @@ void api__bucket_handle(api__req *r)
     bucket_job *j = NULL;
     char errmsg[256] = "";
     switch (r->op) {
-    case API_OP_LIST_BUCKETS: j = job_new(r, list_buckets_work); break;
+    case API_OP_LIST_BUCKETS:
+        j = job_new(r, list_buckets_work);
+        break;
     case API_OP_CREATE_BUCKET:
         j = job_new(r, create_bucket_work);
         if (r->body.len > 0 && api__xml_parse_create_bucket(r->body.data, r->body.len, &j->region,
@@ -406,18 +407,26 @@ void api__bucket_handle(api__req *r)
             return;
         }
         break;
-    case API_OP_HEAD_BUCKET: j = job_new(r, head_bucket_work); break;
-    case API_OP_DELETE_BUCKET: j = job_new(r, delete_bucket_work); break;
-    case API_OP_GET_BUCKET_LOCATION: j = job_new(r, location_work); break;
+    case API_OP_HEAD_BUCKET:
+        j = job_new(r, head_bucket_work);
+        break;
+    case API_OP_DELETE_BUCKET:
+        j = job_new(r, delete_bucket_work);
+        break;
+    case API_OP_GET_BUCKET_LOCATION:
+        j = job_new(r, location_work);
+        break;
     case API_OP_LIST_OBJECTS:
-    case API_OP_LIST_OBJECTS_V2: j = job_new(r, list_work); break;
+    case API_OP_LIST_OBJECTS_V2:
+        j = job_new(r, list_work);
+        break;
     case API_OP_DELETE_OBJECTS:
         j = job_new(r, delete_objects_work);
         if (api__xml_parse_delete(r->body.data ? r->body.data : "", r->body.len, &j->keys,
                                   &j->key_count, &j->quiet, errmsg, sizeof errmsg) != 0) {
             job_free(j);
-            api__respond_error(r, "MalformedXML", errmsg[0] ? errmsg :
-                               "The XML you provided was not well-formed.");
+            api__respond_error(r, "MalformedXML",
+                               errmsg[0] ? errmsg : "The XML you provided was not well-formed.");
             return;
         }
         break;

@@ -20,7 +20,7 @@ struct api__get {
     bool head;
     int status;
     bool headers_sent;
-    api__buf headers; /* formatted, sent with the first chunk */
+    api__buf headers;     /* formatted, sent with the first chunk */
     uint64_t first, last; /* inclusive */
     uint64_t remaining;   /* bytes not yet read */
     uint64_t next_offset; /* next object offset to read */
@@ -49,18 +49,21 @@ static bool etag_list_matches(const char *list, const char *etag)
 {
     const char *s = list;
     while (*s) {
-        while (*s == ' ' || *s == ',') s++;
+        while (*s == ' ' || *s == ',')
+            s++;
         if (*s == '*') return true;
         if (strncmp(s, "W/", 2) == 0) s += 2;
         bool quoted = *s == '"';
         if (quoted) s++;
         const char *end = s;
-        while (*end && *end != (quoted ? '"' : ',')) end++;
+        while (*end && *end != (quoted ? '"' : ','))
+            end++;
         size_t n = (size_t)(end - s);
         if (n == strlen(etag) && strncmp(s, etag, n) == 0) return true;
         s = end;
         if (*s == '"') s++;
-        while (*s && *s != ',') s++;
+        while (*s && *s != ',')
+            s++;
     }
     return false;
 }
@@ -267,8 +270,7 @@ static void add_object_headers(api__req *r, api__buf *h, const node_manifest *m)
             if (strcasecmp(m->headers[i].name, overrides[k][1]) == 0 &&
                 api__req_param(r, overrides[k][0]))
                 overridden = true;
-        if (!overridden)
-            api__buf_printf(h, "%s: %s\r\n", m->headers[i].name, m->headers[i].value);
+        if (!overridden) api__buf_printf(h, "%s: %s\r\n", m->headers[i].name, m->headers[i].value);
     }
     for (size_t k = 0; k < TERN_ARRAY_LEN(overrides); k++) {
         const char *v = api__req_param(r, overrides[k][0]);
@@ -321,9 +323,8 @@ static void get_respond(api__req *r, api__get *g)
     api__buf h = {0};
     add_object_headers(r, &h, m);
     if (status == 206)
-        api__buf_printf(&h, "Content-Range: bytes %llu-%llu/%llu\r\n",
-                        (unsigned long long)g->first, (unsigned long long)g->last,
-                        (unsigned long long)m->size_bytes);
+        api__buf_printf(&h, "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)g->first,
+                        (unsigned long long)g->last, (unsigned long long)m->size_bytes);
     const char *ct = api__req_param(r, "response-content-type");
     if (ct == NULL || strpbrk(ct, "\r\n"))
         ct = m->content_type ? m->content_type : "binary/octet-stream";
@@ -382,4 +383,3 @@ void api__get_start(api__req *r, bool head)
     j->key = r->key;
     api__job_submit(r, manifest_work, manifest_done, j);
 }
-

@@ -1,4 +1,5 @@
-/* Multipart uploads: create, complete (validation and the "-N" ETag), abort, list parts, list uploads. */
+/* Multipart uploads: create, complete (validation and the "-N" ETag), abort, list parts, list
+ * uploads. */
 #include <assert.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -7,7 +8,7 @@
 #include "server_internal.h"
 
 #define XML_HEADER "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-#define S3_XMLNS "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\""
+#define S3_XMLNS   "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\""
 
 typedef struct mp_job mp_job;
 struct mp_job {
@@ -48,10 +49,11 @@ static void mp_done(api__req *r, void *arg)
 {
     mp_job *j = arg;
     if (!r->aborted) {
-        if (j->s3_code) api__respond_error(r, j->s3_code, j->message);
+        if (j->s3_code)
+            api__respond_error(r, j->s3_code, j->message);
         else if (j->rc != 0)
-            api__respond_store_error(r, j->rc, j->not_found_code ? j->not_found_code
-                                                                  : "NoSuchUpload");
+            api__respond_store_error(r, j->rc,
+                                     j->not_found_code ? j->not_found_code : "NoSuchUpload");
         else
             api__respond(r, j->status ? j->status : 200, NULL,
                          j->body.len ? "application/xml" : NULL, j->body.data, j->body.len);
@@ -78,8 +80,8 @@ static void create_work(mp_job *j)
 {
     api__req *r = j->r;
     char upload_id[NODE_UPLOAD_ID_MAX + 1];
-    j->rc = node_store_upload_create(j->store, r->bucket, r->key, &j->tmpl, tern_now_ms(),
-                                     upload_id);
+    j->rc =
+        node_store_upload_create(j->store, r->bucket, r->key, &j->tmpl, tern_now_ms(), upload_id);
     if (j->rc == TERN_ENOTFOUND) {
         j->not_found_code = "NoSuchBucket";
         return;
@@ -109,8 +111,7 @@ static bool validate_parts(mp_job *j, const node_part *stored, size_t stored_cou
         if (found == NULL || strcmp(found->etag, want->etag) != 0) {
             j->s3_code = "InvalidPart";
             snprintf(j->message, sizeof j->message,
-                     "Part %u could not be found or its ETag does not match.",
-                     want->part_number);
+                     "Part %u could not be found or its ETag does not match.", want->part_number);
             return false;
         }
         if (i + 1 < j->part_count && found->size_bytes < API_PART_BYTES_MIN) {
@@ -186,8 +187,10 @@ static void complete_work(mp_job *j)
         if (j->rc == 0)
             j->rc = node_store_upload_complete(j->store, r->bucket, r->key, upload_id, &final);
         if (j->rc == 0) {
-            api__buf_printf(&j->body, XML_HEADER "<CompleteMultipartUploadResult " S3_XMLNS ">"
-                                                 "<Location>/%s/", r->bucket);
+            api__buf_printf(&j->body,
+                            XML_HEADER "<CompleteMultipartUploadResult " S3_XMLNS ">"
+                                       "<Location>/%s/",
+                            r->bucket);
             api__xml_escape(&j->body, r->key, r->key_len);
             api__buf_append_str(&j->body, "</Location>");
             xml_text(&j->body, "Bucket", r->bucket);
@@ -281,8 +284,8 @@ static void list_uploads_work(mp_job *j)
     uint32_t max = param_u32(r, "max-uploads", 1000, 1000);
     node_upload_entry *ups = NULL;
     size_t count = 0;
-    j->rc = node_store_upload_list(j->store, r->bucket, prefix ? prefix : "", key_marker,
-                                   id_marker, (size_t)max + 1, &ups, &count);
+    j->rc = node_store_upload_list(j->store, r->bucket, prefix ? prefix : "", key_marker, id_marker,
+                                   (size_t)max + 1, &ups, &count);
     if (j->rc != 0) return;
     bool truncated = count > max;
     if (truncated) count = max;
@@ -343,9 +346,15 @@ void api__multipart_handle(api__req *r)
         j->work = complete_work;
         break;
     }
-    case API_OP_ABORT_UPLOAD: j->work = abort_work; break;
-    case API_OP_LIST_PARTS: j->work = list_parts_work; break;
-    case API_OP_LIST_UPLOADS: j->work = list_uploads_work; break;
+    case API_OP_ABORT_UPLOAD:
+        j->work = abort_work;
+        break;
+    case API_OP_LIST_PARTS:
+        j->work = list_parts_work;
+        break;
+    case API_OP_LIST_UPLOADS:
+        j->work = list_uploads_work;
+        break;
     default:
         mp_free(j);
         api__respond_error(r, "NotImplemented", "This operation is not implemented.");

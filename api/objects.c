@@ -439,7 +439,8 @@ int api__collect_headers(api__req *r, node_manifest *m, const char **s3_code)
             char *ac = enc ? strstr(enc, "aws-chunked") : NULL;
             if (ac) {
                 memmove(ac, ac + 11, strlen(ac + 11) + 1);
-                while (enc[0] == ',' || enc[0] == ' ') memmove(enc, enc + 1, strlen(enc));
+                while (enc[0] == ',' || enc[0] == ' ')
+                    memmove(enc, enc + 1, strlen(enc));
             }
             if (enc == NULL || enc[0] == '\0') {
                 free(enc);
@@ -510,8 +511,8 @@ static void commit_work(void *arg)
                           .block_count = p->block_count,
                           .blocks = p->blocks};
         memcpy(part.etag, j->m.etag, sizeof part.etag);
-        j->rc = node_store_upload_part_put(r->server->store, r->bucket, r->key, p->upload_id,
-                                           &part);
+        j->rc =
+            node_store_upload_part_put(r->server->store, r->bucket, r->key, p->upload_id, &part);
     } else {
         j->rc = node_store_object_put(r->server->store, r->bucket, r->key, &j->m);
     }
@@ -575,8 +576,10 @@ static void put_commit(api__put *p)
         int rc = api__collect_headers(r, &j->m, &code);
         if (rc != 0) {
             p->responded = true;
-            if (code) api__respond_error(r, code, "Your metadata headers exceed 2 KB.");
-            else api__respond_store_error(r, rc, "NoSuchBucket");
+            if (code)
+                api__respond_error(r, code, "Your metadata headers exceed 2 KB.");
+            else
+                api__respond_store_error(r, rc, "NoSuchBucket");
             commit_job_free(j);
             return;
         }
@@ -608,8 +611,10 @@ static void delete_done(api__req *r, void *arg)
     int rc = j->rc;
     free(j);
     if (r->aborted) return;
-    if (rc != 0) api__respond_store_error(r, rc, "NoSuchBucket");
-    else api__respond(r, 204, NULL, NULL, NULL, 0);
+    if (rc != 0)
+        api__respond_store_error(r, rc, "NoSuchBucket");
+    else
+        api__respond(r, 204, NULL, NULL, NULL, 0);
 }
 
 void api__delete_object(api__req *r)

@@ -10,13 +10,33 @@
 static const char *const reserved_buckets[] = {"healthz", "readyz", "metrics"};
 
 /* Subresources tern does not implement: answered with NotImplemented, never misrouted. */
-static const char *const unsupported_subresources[] = {
-    "acl",         "policy",    "cors",        "lifecycle",         "tagging",
-    "website",     "logging",   "notification", "replication",      "encryption",
-    "object-lock", "accelerate", "requestPayment", "ownershipControls", "publicAccessBlock",
-    "intelligent-tiering", "inventory", "analytics", "retention", "legal-hold",
-    "torrent",     "restore",   "select",      "attributes",        "versions",
-    "policyStatus", "metrics"};
+static const char *const unsupported_subresources[] = {"acl",
+                                                       "policy",
+                                                       "cors",
+                                                       "lifecycle",
+                                                       "tagging",
+                                                       "website",
+                                                       "logging",
+                                                       "notification",
+                                                       "replication",
+                                                       "encryption",
+                                                       "object-lock",
+                                                       "accelerate",
+                                                       "requestPayment",
+                                                       "ownershipControls",
+                                                       "publicAccessBlock",
+                                                       "intelligent-tiering",
+                                                       "inventory",
+                                                       "analytics",
+                                                       "retention",
+                                                       "legal-hold",
+                                                       "torrent",
+                                                       "restore",
+                                                       "select",
+                                                       "attributes",
+                                                       "versions",
+                                                       "policyStatus",
+                                                       "metrics"};
 
 static const char *lookup_secret(void *ctx, const char *access_key)
 {
@@ -87,9 +107,12 @@ static bool has_unsupported_subresource(const api__req *r)
 static int route_bucket(const api__req *r)
 {
     switch (r->method) {
-    case HTTP_PUT: return API_OP_CREATE_BUCKET;
-    case HTTP_HEAD: return API_OP_HEAD_BUCKET;
-    case HTTP_DELETE: return API_OP_DELETE_BUCKET;
+    case HTTP_PUT:
+        return API_OP_CREATE_BUCKET;
+    case HTTP_HEAD:
+        return API_OP_HEAD_BUCKET;
+    case HTTP_DELETE:
+        return API_OP_DELETE_BUCKET;
     case HTTP_POST:
         return api__req_has_param(r, "delete") ? API_OP_DELETE_OBJECTS : API_OP_NOT_IMPLEMENTED;
     case HTTP_GET:
@@ -101,7 +124,8 @@ static int route_bucket(const api__req *r)
             if (lt && strcmp(lt, "2") == 0) return API_OP_LIST_OBJECTS_V2;
         }
         return API_OP_LIST_OBJECTS;
-    default: return API_OP_NOT_IMPLEMENTED;
+    default:
+        return API_OP_NOT_IMPLEMENTED;
     }
 }
 
@@ -116,21 +140,25 @@ static int route_object(const api__req *r)
         }
         if (api__req_header(r, "x-amz-copy-source")) return API_OP_COPY_OBJECT;
         return API_OP_PUT_OBJECT;
-    case HTTP_GET: return upload_id ? API_OP_LIST_PARTS : API_OP_GET_OBJECT;
-    case HTTP_HEAD: return API_OP_HEAD_OBJECT;
-    case HTTP_DELETE: return upload_id ? API_OP_ABORT_UPLOAD : API_OP_DELETE_OBJECT;
+    case HTTP_GET:
+        return upload_id ? API_OP_LIST_PARTS : API_OP_GET_OBJECT;
+    case HTTP_HEAD:
+        return API_OP_HEAD_OBJECT;
+    case HTTP_DELETE:
+        return upload_id ? API_OP_ABORT_UPLOAD : API_OP_DELETE_OBJECT;
     case HTTP_POST:
         if (api__req_has_param(r, "uploads")) return API_OP_CREATE_UPLOAD;
         if (upload_id) return API_OP_COMPLETE_UPLOAD;
         return API_OP_NOT_IMPLEMENTED;
-    default: return API_OP_NOT_IMPLEMENTED;
+    default:
+        return API_OP_NOT_IMPLEMENTED;
     }
 }
 
 static int route(const api__req *r)
 {
-    if (r->bucket == NULL) return r->method == HTTP_GET ? API_OP_LIST_BUCKETS
-                                                        : API_OP_NOT_IMPLEMENTED;
+    if (r->bucket == NULL)
+        return r->method == HTTP_GET ? API_OP_LIST_BUCKETS : API_OP_NOT_IMPLEMENTED;
     if (strcmp(r->bucket, "_tern") == 0) {
         if (r->method == HTTP_GET && r->key && strcmp(r->key, "status") == 0)
             return API_OP_ADMIN_STATUS;

@@ -11,8 +11,8 @@
 typedef struct {
     uv_write_t req;
     api__conn *conn;
-    char *data;                /* owned: freed with free() */
-    void (*release)(void *);   /* releases borrowed memory (a pinned block view) */
+    char *data;              /* owned: freed with free() */
+    void (*release)(void *); /* releases borrowed memory (a pinned block view) */
     void *release_arg;
     void (*on_written)(api__req *r);
 } api__write;
@@ -150,7 +150,6 @@ void api__job_submit(api__req *r, api__work_fn work, api__done_fn done, void *ar
 
 /* ---------------- pausing ---------------- */
 
-
 /*
  * Runs the parser over the bytes kept while it was paused. It runs even with
  * none: a pause inside on_headers_complete leaves llhttp one step short of
@@ -163,8 +162,10 @@ static void feed_unparsed(api__conn *c)
     memset(&c->unparsed, 0, sizeof c->unparsed);
     c->unparsed_off = 0;
     static const char empty[1] = "";
-    if (pending.len > off) conn_feed(c, pending.data + off, pending.len - off);
-    else conn_feed(c, empty, 0);
+    if (pending.len > off)
+        conn_feed(c, pending.data + off, pending.len - off);
+    else
+        conn_feed(c, empty, 0);
     api__buf_free(&pending);
 }
 
@@ -284,25 +285,44 @@ void api__common_headers(api__req *r, api__buf *b)
 static const char *status_text(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 416: return "Requested Range Not Satisfiable";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 507: return "Insufficient Storage";
-    default: return "Status";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
+    case 416:
+        return "Requested Range Not Satisfiable";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 507:
+        return "Insufficient Storage";
+    default:
+        return "Status";
     }
 }
 
@@ -383,8 +403,7 @@ void api__respond_error(api__req *r, const char *s3_code, const char *message)
     api__s3_error_xml(&body, s3_code, message, resource, r->request_id);
     int status = api__s3_error_status(s3_code);
     node_log(status >= 500 ? NODE_LOG_WARN : NODE_LOG_DEBUG, "s3", "%s %s -> %d %s: %s",
-             llhttp_method_name((llhttp_method_t)r->method), resource, status, s3_code,
-             message);
+             llhttp_method_name((llhttp_method_t)r->method), resource, status, s3_code, message);
     api__respond(r, status, NULL, "application/xml", body.data ? body.data : "", body.len);
     api__buf_free(&body);
 }
@@ -394,9 +413,10 @@ void api__respond_store_error(api__req *r, int rc, const char *not_found_code)
     char msg[300];
     switch (rc) {
     case TERN_ENOTFOUND:
-        api__respond_error(r, not_found_code, not_found_code[0] == 'N' && not_found_code[6] == 'K'
-                                                  ? "The specified key does not exist."
-                                                  : "The specified resource does not exist.");
+        api__respond_error(r, not_found_code,
+                           not_found_code[0] == 'N' && not_found_code[6] == 'K'
+                               ? "The specified key does not exist."
+                               : "The specified resource does not exist.");
         break;
     case TERN_ENOSPC:
         api__respond_error(r, "InsufficientStorage",
@@ -437,7 +457,8 @@ static void record_metrics(api__req *r)
     /* Series are cached per (op, status): the registry lookup takes a lock and compares strings. */
     node_counter *c = NULL;
     for (size_t i = 0; i < API_STATUS_SLOTS && c == NULL; i++) {
-        if (s->req_status[r->op][i] == status) c = s->req_counter[r->op][i];
+        if (s->req_status[r->op][i] == status)
+            c = s->req_counter[r->op][i];
         else if (s->req_status[r->op][i] == 0) {
             char labels[96];
             snprintf(labels, sizeof labels, "op=\"%s\",code=\"%d\"", api__op_name(r->op), status);
@@ -771,8 +792,10 @@ static void conn_close(api__conn *c)
     if (c->closing) return;
     c->closing = true;
     api_server *s = c->server;
-    if (c->prev) c->prev->next = c->next;
-    else s->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->conn_count--;
     if (c->req) {
@@ -959,7 +982,8 @@ static void on_grace_expired(uv_timer_t *t)
     api_server *s = t->data;
     node_log(NODE_LOG_WARN, "http", "shutdown grace expired: closing %zu connections",
              s->conn_count);
-    while (s->conns) conn_close(s->conns);
+    while (s->conns)
+        conn_close(s->conns);
 }
 
 void api_server_shutdown(api_server *s, uint32_t grace_ms, void (*done)(void *ctx), void *ctx)

@@ -34,15 +34,15 @@
  * collection never races an upload in progress.
  */
 
-#define API_READ_BUFFER_BYTES   (64 * 1024)
-#define API_XML_BODY_BYTES_MAX  (2 * 1024 * 1024)
+#define API_READ_BUFFER_BYTES    (64 * 1024)
+#define API_XML_BODY_BYTES_MAX   (2 * 1024 * 1024)
 #define API_SINGLE_PUT_BYTES_MAX (5ull * 1024 * 1024 * 1024)
-#define API_PART_BYTES_MIN      (5ull * 1024 * 1024)
-#define API_PARTS_MAX           10000
-#define API_METADATA_BYTES_MAX  2048
-#define API_LIST_KEYS_MAX       1000
-#define API_IDLE_TIMEOUT_MS     60000
-#define API_BODY_TIMEOUT_MS     30000
+#define API_PART_BYTES_MIN       (5ull * 1024 * 1024)
+#define API_PARTS_MAX            10000
+#define API_METADATA_BYTES_MAX   2048
+#define API_LIST_KEYS_MAX        1000
+#define API_IDLE_TIMEOUT_MS      60000
+#define API_BODY_TIMEOUT_MS      30000
 
 /* Operations, for routing and metrics. */
 #define API_OP_MAP(X)                                                                              \
@@ -129,15 +129,15 @@ struct api__conn {
     llhttp_t parser;
     llhttp_settings_t settings;
     api__conn *prev, *next;
-    char *read_buf;        /* API_READ_BUFFER_BYTES */
-    api__buf unparsed;     /* wire bytes received while the parser was paused */
+    char *read_buf;    /* API_READ_BUFFER_BYTES */
+    api__buf unparsed; /* wire bytes received while the parser was paused */
     size_t unparsed_off;
     bool reading;
     bool paused;
     bool closing;
-    bool parse_error;      /* the parser failed: answer and close */
+    bool parse_error; /* the parser failed: answer and close */
     size_t writes_pending;
-    api__req *req;         /* the request being parsed/served, or NULL */
+    api__req *req; /* the request being parsed/served, or NULL */
     /* header accumulation */
     api__buf field, value;
     bool last_was_value;
@@ -150,11 +150,11 @@ typedef struct {
 } api__owned_header;
 
 struct api__req {
-    api__conn *conn;     /* NULL once the connection is gone (aborted) */
+    api__conn *conn; /* NULL once the connection is gone (aborted) */
     api_server *server;
     bool aborted;
-    int refs;            /* jobs in flight */
-    int method;          /* llhttp_method_t */
+    int refs;   /* jobs in flight */
+    int method; /* llhttp_method_t */
     api__buf url;
     char *raw_path, *raw_query;
     api__owned_header *headers;
@@ -178,12 +178,12 @@ struct api__req {
     int body_mode;
     api__buf body; /* API_BODY_BUFFER */
     bool message_complete;
-    bool handling;        /* the handler has been started */
+    bool handling; /* the handler has been started */
     bool response_started;
     bool close_after;
     api__put *put;
     api__get *get;
-    void *op_state;       /* per-operation state for handlers */
+    void *op_state; /* per-operation state for handlers */
     void (*op_state_free)(void *);
 };
 

@@ -60,7 +60,7 @@ void tern_errmsg(char *buf, size_t buf_len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #define TERN_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define TERN_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define TERN_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define TERN_MIN(a, b)    ((a) < (b) ? (a) : (b))
+#define TERN_MAX(a, b)    ((a) > (b) ? (a) : (b))
 
 #endif

@@ -139,8 +139,7 @@ static int start(ternd *d)
         return 1;
     }
     if (ensure_root_credentials(d) != 0) {
-        fprintf(stderr, "ternd: cannot create root credentials: %s\n",
-                node_store_errmsg(d->store));
+        fprintf(stderr, "ternd: cannot create root credentials: %s\n", node_store_errmsg(d->store));
         return 1;
     }
     d->metrics = node_metrics_new();
@@ -164,8 +163,7 @@ static int start(ternd *d)
         printf("root access key: %s\nroot secret key: %s\n", d->cfg.root_access_key,
                d->cfg.root_secret_key);
     else
-        printf("root access key: %s\nroot secret key: (as configured)\n",
-               d->cfg.root_access_key);
+        printf("root access key: %s\nroot secret key: (as configured)\n", d->cfg.root_access_key);
     fflush(stdout);
     node_log(NODE_LOG_INFO, "ternd",
              "tern %s node %llu region %s: S3 API listening on http://%s (data in %s)",

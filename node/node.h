@@ -33,15 +33,15 @@
  * for reads and deletes (freeing space is how an operator recovers).
  * ====================================================================== */
 
-#define NODE_BLOCK_ID_BYTES      32
-#define NODE_BLOCK_SIZE_DEFAULT  (1u << 20)
-#define NODE_BLOCK_SIZE_MAX      (4u << 20)
-#define NODE_BLOCK_SIZE_MIN      (4u << 10)
-#define NODE_UPLOAD_ID_MAX       64
-#define NODE_ETAG_MAX            64 /* hex md5 (32) or "hex-N", unquoted */
-#define NODE_BUCKET_NAME_MAX     63
-#define NODE_KEY_BYTES_MAX       1024
-#define NODE_REGION_MAX          64
+#define NODE_BLOCK_ID_BYTES     32
+#define NODE_BLOCK_SIZE_DEFAULT (1u << 20)
+#define NODE_BLOCK_SIZE_MAX     (4u << 20)
+#define NODE_BLOCK_SIZE_MIN     (4u << 10)
+#define NODE_UPLOAD_ID_MAX      64
+#define NODE_ETAG_MAX           64 /* hex md5 (32) or "hex-N", unquoted */
+#define NODE_BUCKET_NAME_MAX    63
+#define NODE_KEY_BYTES_MAX      1024
+#define NODE_REGION_MAX         64
 
 typedef struct node_store node_store;
 
@@ -106,10 +106,10 @@ typedef struct {
 } node_upload_entry;
 
 typedef struct {
-    const char *data_dir;           /* created if missing */
-    size_t block_cache_bytes;       /* 0: a default of 64 MiB */
-    size_t write_buffer_bytes;      /* 0: a default of 64 MiB for the blocks CF */
-    bool sync_writes;               /* true in production; commits fsync the WAL */
+    const char *data_dir;      /* created if missing */
+    size_t block_cache_bytes;  /* 0: a default of 64 MiB */
+    size_t write_buffer_bytes; /* 0: a default of 64 MiB for the blocks CF */
+    bool sync_writes;          /* true in production; commits fsync the WAL */
     /*
      * Free bytes block puts never eat into: a put that would leave less gets
      * TERN_ENOSPC before RocksDB sees a full disk, so metadata commits
@@ -121,13 +121,13 @@ typedef struct {
 typedef struct {
     uint64_t object_count;
     uint64_t bucket_count;
-    uint64_t logical_bytes;   /* sum of object sizes (what users stored) */
-    uint64_t block_count;     /* distinct stored blocks */
-    uint64_t block_bytes;     /* sum of distinct block sizes (after dedup) */
+    uint64_t logical_bytes;          /* sum of object sizes (what users stored) */
+    uint64_t block_count;            /* distinct stored blocks */
+    uint64_t block_bytes;            /* sum of distinct block sizes (after dedup) */
     uint64_t referenced_block_bytes; /* sum over references of block sizes (before dedup) */
-    uint64_t disk_bytes;      /* SST + blob files + WAL as RocksDB reports them */
-    uint64_t corruption_count; /* corruptions detected since open (reads and scrubs) */
-    uint64_t gc_blocks_deleted; /* since open */
+    uint64_t disk_bytes;             /* SST + blob files + WAL as RocksDB reports them */
+    uint64_t corruption_count;       /* corruptions detected since open (reads and scrubs) */
+    uint64_t gc_blocks_deleted;      /* since open */
 } node_store_stats;
 
 typedef struct {
@@ -200,7 +200,7 @@ int node_store_block_read(node_store *s, const node_block_id *id, size_t offset,
 
 /* --- buckets --- */
 int node_store_bucket_create(node_store *s, const char *name, const char *region,
-                             int64_t created_ms); /* TERN_EEXIST */
+                             int64_t created_ms);                             /* TERN_EEXIST */
 int node_store_bucket_get(node_store *s, const char *name, node_bucket *out); /* TERN_ENOTFOUND */
 /* TERN_ENOTFOUND; TERN_ENOTEMPTY if it holds objects or multipart uploads in progress. */
 int node_store_bucket_delete(node_store *s, const char *name);
@@ -248,8 +248,8 @@ int node_store_upload_create(node_store *s, const char *bucket, const char *key,
                              const node_manifest *tmpl, int64_t initiated_ms,
                              char upload_id_out[NODE_UPLOAD_ID_MAX + 1]);
 /* The template given at creation; TERN_ENOTFOUND for an unknown (bucket, key, id). */
-int node_store_upload_get(node_store *s, const char *bucket, const char *key,
-                          const char *upload_id, node_manifest **tmpl_out);
+int node_store_upload_get(node_store *s, const char *bucket, const char *key, const char *upload_id,
+                          node_manifest **tmpl_out);
 /* Stores a part (replacing one with the same number), durably; adjusts references. */
 int node_store_upload_part_put(node_store *s, const char *bucket, const char *key,
                                const char *upload_id, const node_part *part);
@@ -272,8 +272,8 @@ int node_store_upload_abort(node_store *s, const char *bucket, const char *key,
  * may be NULL/""), at most max_count entries. Free with node_uploads_free.
  */
 int node_store_upload_list(node_store *s, const char *bucket, const char *prefix,
-                           const char *key_marker, const char *upload_id_marker,
-                           size_t max_count, node_upload_entry **out, size_t *count);
+                           const char *key_marker, const char *upload_id_marker, size_t max_count,
+                           node_upload_entry **out, size_t *count);
 void node_uploads_free(node_upload_entry *entries, size_t count);
 
 /* --- meta, stats, scrubbing --- */
@@ -309,25 +309,25 @@ typedef struct {
 } node_credential;
 
 typedef struct {
-    char *config_path;      /* --config FILE */
-    char *data_dir;         /* --data-dir DIR, TERN_DATA_DIR; default ./data */
-    char *s3_listen;        /* --s3-listen HOST:PORT, TERN_S3_LISTEN; default 127.0.0.1:9000 */
-    char *region;           /* --region NAME, TERN_REGION; default "local" */
-    uint64_t node_id;       /* --node-id N, TERN_NODE_ID; default 1 */
-    uint32_t block_size_bytes;        /* --block-size BYTES (suffixes K/M), default 1 MiB */
-    uint64_t scrub_bytes_per_second;  /* --scrub-rate BYTES/s, default 8 MiB/s; 0 disables */
-    uint64_t block_cache_bytes;       /* --block-cache BYTES, default 64 MiB */
-    uint64_t disk_reserve_bytes;      /* --disk-reserve BYTES, default 256 MiB */
-    uint32_t io_threads;              /* --io-threads N (UV_THREADPOOL_SIZE), default 8 */
-    uint32_t max_header_bytes;        /* --max-header-bytes N, default 16 KiB */
-    uint32_t max_connections;         /* --max-connections N, default 1024 */
-    uint32_t shutdown_grace_ms;       /* --shutdown-grace-ms N, default 10000 */
-    bool sync_writes;                 /* --no-sync disables (tests and benchmarks only) */
-    char *root_access_key;  /* root_access_key in file, TERN_ROOT_ACCESS_KEY, --root-access-key */
-    char *root_secret_key;  /* root_secret_key, TERN_ROOT_SECRET_KEY, --root-secret-key */
-    size_t key_count;       /* extra keys: "keys": [{"access_key":..,"secret_key":..}] */
-    node_credential *keys;  /* or --key ACCESS:SECRET, repeatable */
-    char *log_level;        /* --log-level error|warn|info|debug, TERN_LOG_LEVEL; default info */
+    char *config_path;         /* --config FILE */
+    char *data_dir;            /* --data-dir DIR, TERN_DATA_DIR; default ./data */
+    char *s3_listen;           /* --s3-listen HOST:PORT, TERN_S3_LISTEN; default 127.0.0.1:9000 */
+    char *region;              /* --region NAME, TERN_REGION; default "local" */
+    uint64_t node_id;          /* --node-id N, TERN_NODE_ID; default 1 */
+    uint32_t block_size_bytes; /* --block-size BYTES (suffixes K/M), default 1 MiB */
+    uint64_t scrub_bytes_per_second; /* --scrub-rate BYTES/s, default 8 MiB/s; 0 disables */
+    uint64_t block_cache_bytes;      /* --block-cache BYTES, default 64 MiB */
+    uint64_t disk_reserve_bytes;     /* --disk-reserve BYTES, default 256 MiB */
+    uint32_t io_threads;             /* --io-threads N (UV_THREADPOOL_SIZE), default 8 */
+    uint32_t max_header_bytes;       /* --max-header-bytes N, default 16 KiB */
+    uint32_t max_connections;        /* --max-connections N, default 1024 */
+    uint32_t shutdown_grace_ms;      /* --shutdown-grace-ms N, default 10000 */
+    bool sync_writes;                /* --no-sync disables (tests and benchmarks only) */
+    char *root_access_key; /* root_access_key in file, TERN_ROOT_ACCESS_KEY, --root-access-key */
+    char *root_secret_key; /* root_secret_key, TERN_ROOT_SECRET_KEY, --root-secret-key */
+    size_t key_count;      /* extra keys: "keys": [{"access_key":..,"secret_key":..}] */
+    node_credential *keys; /* or --key ACCESS:SECRET, repeatable */
+    char *log_level;       /* --log-level error|warn|info|debug, TERN_LOG_LEVEL; default info */
 } node_config;
 
 /*

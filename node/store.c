@@ -10,8 +10,8 @@
 
 #include "store_internal.h"
 
-#define MIB                               ((size_t)1 << 20)
-#define BLOCK_CACHE_BYTES_DEFAULT         (64 * MIB)
+#define MIB                       ((size_t)1 << 20)
+#define BLOCK_CACHE_BYTES_DEFAULT (64 * MIB)
 /*
  * Memtables hold block bytes until they flush to blob files, so their size is
  * most of the node's memory under write load: up to 3 x 16 MiB for blocks,

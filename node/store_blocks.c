@@ -315,8 +315,7 @@ int node_store_block_put(node_store *s, const node_block_id *id, const void *dat
     if (s->disk_reserve_bytes > 0 && node_store_disk_free(s, &free_bytes) == 0 &&
         free_bytes < s->disk_reserve_bytes + len) {
         node__errmsg_set("block put: %llu bytes free, below the %llu-byte disk reserve",
-                         (unsigned long long)free_bytes,
-                         (unsigned long long)s->disk_reserve_bytes);
+                         (unsigned long long)free_bytes, (unsigned long long)s->disk_reserve_bytes);
         return TERN_ENOSPC;
     }
     /* Pin first: from here on GC leaves the block alone, so what we find stays stored. */
@@ -344,8 +343,8 @@ static int block_fetch_ro(node_store *s, const rocksdb_readoptions_t *ro, const 
         return TERN_ECORRUPT;
     }
     char *err = NULL;
-    *out = rocksdb_get_pinned_cf(s->db, ro, s->cf[NODE__CF_BLOCKS],
-                                 (const char *)id->bytes, NODE_BLOCK_ID_BYTES, &err);
+    *out = rocksdb_get_pinned_cf(s->db, ro, s->cf[NODE__CF_BLOCKS], (const char *)id->bytes,
+                                 NODE_BLOCK_ID_BYTES, &err);
     if (err != NULL) {
         int rc = node__read_error(s, err, "block read");
         if (rc == TERN_ECORRUPT) {

@@ -79,8 +79,7 @@ static void test_view_survives_overwrite_and_gc(void **state)
     node_block_view *bv;
     const char *data;
     size_t len;
-    assert_int_equal(node_store_block_view(f->s, &old_id, false, &bv, &data, &len),
-                     TERN_ENOTFOUND);
+    assert_int_equal(node_store_block_view(f->s, &old_id, false, &bv, &data, &len), TERN_ENOTFOUND);
 
     /* Through the view: the old manifest and the old block, byte for byte. */
     node_manifest *m = NULL;
