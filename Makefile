@@ -3,7 +3,7 @@ BUILD ?= build
 GENERATOR ?= Ninja
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run test unit integration bench format clean
+.PHONY: all deps configure build run test unit integration bench fuzz format clean
 
 all: build
 
@@ -33,6 +33,18 @@ integration: build
 
 bench: build
 	bash bench/s3_single_node/run.sh
+
+# libFuzzer drivers (tests/fuzz), FUZZ_SECONDS each; crashes are saved under build-fuzz/.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@bash scripts/deps.sh fuzz
+	CC=clang cmake -S . -B build-fuzz -G $(GENERATOR) -DTERN_FUZZ=ON -DTERN_SANITIZERS=OFF
+	cmake --build build-fuzz --target fuzzers
+	@set -e; for f in build-fuzz/fuzz_*; do \
+	  [ -x "$$f" ] || continue; n=$$(basename $$f); mkdir -p build-fuzz/corpus/$$n; \
+	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
+	  (cd build-fuzz && ./$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 corpus/$$n); \
+	done
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
