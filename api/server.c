@@ -408,15 +408,22 @@ void api__respond_error(api__req *r, const char *s3_code, const char *message)
     api__buf_free(&body);
 }
 
+static const char *not_found_message(const char *code)
+{
+    if (strcmp(code, "NoSuchKey") == 0) return "The specified key does not exist.";
+    if (strcmp(code, "NoSuchBucket") == 0) return "The specified bucket does not exist.";
+    if (strcmp(code, "NoSuchUpload") == 0)
+        return "The specified multipart upload does not exist. The upload ID may be invalid, or "
+               "the upload may have been aborted or completed.";
+    return "The specified resource does not exist.";
+}
+
 void api__respond_store_error(api__req *r, int rc, const char *not_found_code)
 {
     char msg[300];
     switch (rc) {
     case TERN_ENOTFOUND:
-        api__respond_error(r, not_found_code,
-                           not_found_code[0] == 'N' && not_found_code[6] == 'K'
-                               ? "The specified key does not exist."
-                               : "The specified resource does not exist.");
+        api__respond_error(r, not_found_code, not_found_message(not_found_code));
         break;
     case TERN_ENOSPC:
         api__respond_error(r, "InsufficientStorage",
