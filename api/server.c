@@ -30,6 +30,16 @@ static void conn_feed(api__conn *c, const char *data, size_t len);
 static void req_done(api__req *r);
 static void req_free(api__req *r);
 static void maybe_finish(api__conn *c);
+
+/* While draining: once the last connection and request are gone, report shutdown done. */
+static void shutdown_maybe_done(api_server *s)
+{
+    if (!s->draining || s->conn_count != 0 || s->inflight != 0 || s->shutdown_done == NULL) return;
+    void (*done)(void *) = s->shutdown_done;
+    s->shutdown_done = NULL;
+    uv_timer_stop(&s->grace_timer);
+    done(s->shutdown_ctx);
+}
 static void conn_start_reading(api__conn *c);
 
 const char *api__op_name(int op)
@@ -82,12 +92,7 @@ static void req_free(api__req *r)
     assert(s->inflight > 0);
     s->inflight--;
     free(r);
-    if (s->draining && s->conn_count == 0 && s->inflight == 0 && s->shutdown_done) {
-        void (*done)(void *) = s->shutdown_done;
-        s->shutdown_done = NULL;
-        uv_timer_stop(&s->grace_timer);
-        done(s->shutdown_ctx);
-    }
+    shutdown_maybe_done(s);
 }
 
 /* The connection went away: the request can no longer answer. */
@@ -774,12 +779,7 @@ static void conn_free(api__conn *c)
     api__buf_free(&c->value);
     free(c->read_buf);
     free(c);
-    if (s->draining && s->conn_count == 0 && s->inflight == 0 && s->shutdown_done) {
-        void (*done)(void *) = s->shutdown_done;
-        s->shutdown_done = NULL;
-        uv_timer_stop(&s->grace_timer);
-        done(s->shutdown_ctx);
-    }
+    shutdown_maybe_done(s);
 }
 
 static void on_handle_closed(uv_handle_t *h)
