@@ -1,10 +1,247 @@
-/* raft: the pure Raft core (no sockets, files, clocks or threads); built out in issue 3. */
+/* raft: the pure Raft core (no sockets, files, clocks or threads); events in, updates out. */
 #ifndef TERN_RAFT_H
 #define TERN_RAFT_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+/*
+ * How a driver uses the core (the etcd Ready/Advance loop):
+ *
+ *   raft_new(config, storage, hard_state, applied_index)
+ *   loop:
+ *     feed events: raft_tick (elapsed ms), raft_receive (a message),
+ *                  raft_propose, raft_read_index, raft_transfer_leadership,
+ *                  raft_persisted (a persist batch is durable)
+ *     if raft_has_update(r):
+ *       raft_get_update(r, &u)
+ *       1. persist u.entries (first truncate the log at u.entries[0].index,
+ *          then append) and then, or atomically with them, u.hard_state (if
+ *          u.hard_state_changed: its commit may name an entry of this batch),
+ *          then call raft_persisted(r, u.persist_seq) -- now or, for an
+ *          asynchronous disk, later (the core hands out no further persist
+ *          batch until then);
+ *       2. send u.messages; apply u.committed; answer u.reads;
+ *       3. raft_advance(r, &u).
+ *
+ * Persist-before-send: every message the core generates is tagged with the
+ * persist sequence number current when it was generated (the count of
+ * term/vote/entry changes so far). A message is handed out in an update only
+ * once the driver has acknowledged a persist batch with at least that
+ * sequence number by raft_persisted(), so a vote grant, an append response or
+ * an AppendEntries can never leave before the state it depends on is
+ * durable. Committed entries are handed out only up to the persisted index.
+ *
+ * All pointers in an update stay valid until raft_advance(); no other raft_
+ * call may be made between raft_get_update() and raft_advance().
+ *
+ * Memory: the core keeps in memory the entries not yet both durable and
+ * applied; the rest it reads through raft_storage. The leader's uncommitted
+ * entries are bounded by uncommitted_bytes_max; committed entries wait for
+ * the driver to apply them (at most apply_entries_max per update).
+ *
+ * Errors: functions return 0 or a negative TERN_E* code (common/common.h).
+ * Running out of memory while building or receiving a message behaves as
+ * message loss, which Raft tolerates; only raft_new and raft_propose report
+ * TERN_ENOMEM.
+ */
+
+/* The largest cluster the core supports (voters). */
+#define RAFT_VOTERS_MAX 9
+
+typedef enum raft_role {
+    RAFT_FOLLOWER = 0,
+    RAFT_PRECANDIDATE, /* collecting pre-votes; the term has not been raised */
+    RAFT_CANDIDATE,
+    RAFT_LEADER,
+} raft_role;
+
+typedef enum raft_entry_type {
+    RAFT_ENTRY_NORMAL = 0, /* a client command */
+    RAFT_ENTRY_NOOP,       /* appended by a new leader at the start of its term */
+    /* Reserved for a later session: RAFT_ENTRY_CONFIG (membership change). */
+} raft_entry_type;
+
+typedef struct raft_entry {
+    uint64_t index;
+    uint64_t term;
+    raft_entry_type type;
+    const void *data;
+    size_t len;
+} raft_entry;
+
+/* What must be durable before the node may answer anyone (Figure 3.1 "Persistent state"). */
+typedef struct raft_hard_state {
+    uint64_t term;
+    uint64_t vote; /* node id voted for in term, 0 for none */
+    uint64_t commit;
+} raft_hard_state;
+
+typedef enum raft_message_type {
+    RAFT_MSG_APPEND = 1,      /* AppendEntries (Figure 3.1) */
+    RAFT_MSG_APPEND_RESPONSE, /* reject + hints, or the matched index */
+    RAFT_MSG_HEARTBEAT,       /* commit = min(match, commit); context = ReadIndex round */
+    RAFT_MSG_HEARTBEAT_RESPONSE,
+    RAFT_MSG_VOTE, /* RequestVote (Figure 3.1) */
+    RAFT_MSG_VOTE_RESPONSE,
+    RAFT_MSG_PREVOTE,          /* thesis 9.6: term is the term the sender would campaign in */
+    RAFT_MSG_PREVOTE_RESPONSE, /* term is the request's term when granted */
+    RAFT_MSG_TIMEOUT_NOW,      /* thesis 3.10: the target starts an election at once */
+    /* Reserved for a later session: RAFT_MSG_INSTALL_SNAPSHOT. */
+} raft_message_type;
+
+/* One flat message; each type uses the fields listed beside it. */
+typedef struct raft_message {
+    raft_message_type type;
+    uint64_t from;
+    uint64_t to;
+    uint64_t term;
+    /* APPEND: prev_index, prev_term, commit, entries. */
+    uint64_t prev_index;
+    uint64_t prev_term;
+    uint64_t commit;
+    const raft_entry *entries;
+    size_t entries_count;
+    /* APPEND_RESPONSE: reject; index = last matched index on success, the
+     * rejected prev_index on reject; hint_index/hint_term = fast-backtracking
+     * hints (thesis 5.3): hint_term is the follower's term at prev_index (0 if
+     * its log is shorter) and hint_index the first index of that term (or its
+     * last index + 1). */
+    bool reject;
+    uint64_t index;
+    uint64_t hint_index;
+    uint64_t hint_term;
+    /* VOTE, PREVOTE: last_index, last_term, transfer (sent after TimeoutNow:
+     * receivers skip leader stickiness). *_RESPONSE: granted. */
+    uint64_t last_index;
+    uint64_t last_term;
+    bool transfer;
+    bool granted;
+    /* HEARTBEAT, HEARTBEAT_RESPONSE: ReadIndex round number. */
+    uint64_t context;
+} raft_message;
+
+/* A ReadIndex answer: serve request_id after applying up to index; status 0 or TERN_E*. */
+typedef struct raft_read_ready {
+    uint64_t request_id;
+    uint64_t index;
+    int status; /* TERN_EPRECOND: leadership lost before the read was confirmed */
+} raft_read_ready;
+
+/*
+ * The driver's stable log, read-only from the core. The core keeps recent
+ * entries in memory and reads older ones here (after a restart, or for a
+ * follower that lags). Both callbacks must succeed for 1 <= index <=
+ * last_index: a read error must stop the node (the core asserts), the
+ * SQLite-pager rule that a broken disk is not limped on.
+ */
+typedef struct raft_storage {
+    void *ctx;
+    uint64_t last_index; /* at raft_new */
+    /* Term of the entry at index. */
+    uint64_t (*term)(void *ctx, uint64_t index);
+    /* Fills *out with the entry at index; out->data stays valid until the next call. */
+    void (*entry)(void *ctx, uint64_t index, raft_entry *out);
+} raft_storage;
+
+typedef struct raft_config {
+    uint64_t id;
+    const uint64_t *voters;       /* all voter ids, including id; none is 0 */
+    size_t voters_count;          /* 1..RAFT_VOTERS_MAX */
+    uint32_t election_timeout_ms; /* randomized in [t, 2t) per election */
+    uint32_t heartbeat_interval_ms;
+    bool pre_vote;
+    bool check_quorum;
+    uint64_t seed;                /* the core's RNG; a seed replays a run */
+    size_t append_bytes_max;      /* payload bytes per AppendEntries */
+    size_t inflight_msgs_max;     /* unacknowledged AppendEntries per follower */
+    size_t inflight_bytes_max;    /* unacknowledged payload bytes per follower */
+    size_t uncommitted_bytes_max; /* leader refuses proposals beyond this (TERN_EAGAIN) */
+    size_t entry_bytes_max;       /* one proposal's payload (TERN_ETOOBIG) */
+    size_t messages_max;          /* outbox; further messages are dropped (as lost) */
+    size_t reads_max;             /* pending ReadIndex requests (TERN_EAGAIN beyond) */
+    size_t apply_entries_max;     /* committed entries per update */
+} raft_config;
+
+/* Fills c with defaults (1000/100 ms, pre-vote and check-quorum on, bounds set). */
+void raft_config_default(raft_config *c);
+
+typedef struct raft raft;
+
+typedef struct raft_update {
+    bool hard_state_changed;
+    raft_hard_state hard_state;
+    const raft_entry *entries; /* to persist; entries[0].index may overwrite a tail */
+    size_t entries_count;
+    uint64_t persist_seq; /* acknowledge with raft_persisted() once durable (0: nothing) */
+    const raft_message *messages;
+    size_t messages_count;
+    const raft_entry *committed; /* apply in order */
+    size_t committed_count;
+    const raft_read_ready *reads;
+    size_t reads_count;
+    bool role_changed; /* role, term or known leader changed since the last update */
+    raft_role role;
+    uint64_t term;
+    uint64_t leader_id;
+} raft_update;
 
 /* The module's version of its persistent formats; bumped when they change. */
 uint32_t raft_format_version(void);
+
+/*
+ * Creates a node from its durable state (hard_state, storage) and the index
+ * the state machine has applied. Returns 0, TERN_EINVAL (bad config, with the
+ * reason in errmsg) or TERN_ENOMEM.
+ */
+int raft_new(raft **out, const raft_config *config, const raft_storage *storage,
+             const raft_hard_state *hard_state, uint64_t applied_index, char *errmsg,
+             size_t errmsg_len);
+void raft_free(raft *r);
+
+/* Time passes (elapsed_ms since the last tick): election and heartbeat timers. */
+void raft_tick(raft *r, uint32_t elapsed_ms);
+/* A message arrived. Returns 0 or TERN_EINVAL (not addressed to this node, unknown sender,
+ * malformed: entries not contiguous after prev_index or terms out of order); a refused
+ * message changes nothing. */
+int raft_receive(raft *r, const raft_message *m);
+/*
+ * Appends a client command (leader only). Returns 0 with *index set,
+ * TERN_EPRECOND (not leader), TERN_EAGAIN (uncommitted bytes over
+ * uncommitted_bytes_max, or a leadership transfer is in progress),
+ * TERN_ETOOBIG (len > entry_bytes_max) or TERN_ENOMEM. A refusal changes nothing.
+ */
+int raft_propose(raft *r, const void *data, size_t len, uint64_t *index);
+/*
+ * Asks for a linearizable read (thesis 6.4 ReadIndex). The answer arrives in
+ * a later update's reads. Returns 0, TERN_EPRECOND (not leader) or
+ * TERN_EAGAIN (reads_max pending).
+ */
+int raft_read_index(raft *r, uint64_t request_id);
+/* Starts moving leadership to target (thesis 3.10). TERN_EPRECOND if not leader, TERN_EINVAL
+ * for an unknown target, TERN_EAGAIN if a transfer is in progress. */
+int raft_transfer_leadership(raft *r, uint64_t target);
+/* The persist batch persist_seq (and all before it) is durable. */
+void raft_persisted(raft *r, uint64_t persist_seq);
+
+bool raft_has_update(const raft *r);
+void raft_get_update(raft *r, raft_update *u);
+void raft_advance(raft *r, const raft_update *u);
+
+raft_role raft_get_role(const raft *r);
+uint64_t raft_get_term(const raft *r);
+uint64_t raft_get_leader(const raft *r);
+uint64_t raft_get_commit(const raft *r);
+uint64_t raft_get_last_index(const raft *r);
+uint64_t raft_get_id(const raft *r);
+const char *raft_role_name(raft_role role);
+
+/*
+ * Checks the core's invariants (commit <= last index, applied <= commit, the
+ * term never decreases, a leader voted for itself in its term, progress
+ * bounds, ...). Returns 0, or TERN_ECORRUPT with the first violation in errmsg.
+ */
+int raft_check_invariants(const raft *r, char *errmsg, size_t len);
 
 #endif
