@@ -160,6 +160,20 @@ int raft_new(raft **out, const raft_config *config, const raft_storage *storage,
     r->rng = config->seed ^ (config->id * 0xD6E8FEB86659FD93ull);
     r->term = r->term_floor = hs->term;
     r->vote = hs->vote;
+    /*
+     * The driver may make a batch's entries durable before its hard state, so a
+     * crash between the two leaves entries of a newer term than the saved one.
+     * currentTerm must be at least every term in the log (Figure 3.1): raise it.
+     * No vote in that term can have been sent (a vote goes out only once the
+     * hard state naming it is durable), so the vote is none.
+     */
+    if (storage->last_index > 0) {
+        uint64_t last_term = storage->term(storage->ctx, storage->last_index);
+        if (last_term > r->term) {
+            r->term = r->term_floor = last_term;
+            r->vote = 0;
+        }
+    }
     r->commit = TERN_MAX(hs->commit, applied_index);
     r->applied = applied_index;
     r->handed_hs = *hs;

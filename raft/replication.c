@@ -394,7 +394,8 @@ void raft__recv_heartbeat_response(raft *r, const raft_message *m)
      */
     if (p->match < raft__log_last_index(r)) {
         if (p->state == RAFT__PROBE) p->probe_sent = false;
-        if (p->inflight_count == r->config.inflight_msgs_max) inflight_free_first(r, p);
+        /* Paused by count or by bytes: either way lost appends would pin it forever. */
+        if (p->inflight_count > 0 && progress_paused(r, p)) inflight_free_first(r, p);
         raft__send_append(r, p, true);
     }
 }
