@@ -242,8 +242,9 @@ static void list_objects_iterate(bucket_job *j, const list_args *a)
         }
         if (d) {
             char *cp = strndup(e.key, (size_t)(d - e.key) + dlen);
+            api__buf_append_str(&prefixes, "<CommonPrefixes>");
             xml_key(&prefixes, "Prefix", cp, a->url_encode);
-            api__buf_printf(&prefixes, "%s", "");
+            api__buf_append_str(&prefixes, "</CommonPrefixes>");
             free(last);
             last = cp;
             last_kind = 'P';
@@ -287,17 +288,7 @@ static void list_objects_iterate(bucket_job *j, const list_args *a)
         }
     }
     if (contents.len) api__buf_append(&j->body, contents.data, contents.len);
-    if (prefixes.len) {
-        /* Each <Prefix> becomes its own <CommonPrefixes> element, as S3 renders them. */
-        const char *s = prefixes.data;
-        while ((s = strstr(s, "<Prefix>")) != NULL) {
-            const char *end = strstr(s, "</Prefix>") + 9;
-            api__buf_append_str(&j->body, "<CommonPrefixes>");
-            api__buf_append(&j->body, s, (size_t)(end - s));
-            api__buf_append_str(&j->body, "</CommonPrefixes>");
-            s = end;
-        }
-    }
+    if (prefixes.len) api__buf_append(&j->body, prefixes.data, prefixes.len);
     api__buf_append_str(&j->body, "</ListBucketResult>");
 out:
     free(skip_to);
@@ -431,7 +422,8 @@ void api__bucket_handle(api__req *r)
         }
         break;
     default:
-        api__respond_error(r, "NotImplemented", "This operation is not implemented.");
+        /* The router sends only the operations above here. */
+        assert(!"bucket handler reached with an operation it does not serve");
         return;
     }
     api__job_submit(r, job_work, job_done, j);

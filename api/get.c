@@ -18,7 +18,6 @@ struct api__get {
     node_read_view *view; /* one snapshot from the manifest to the last block */
     node_manifest *m;
     bool head;
-    int status;
     bool headers_sent;
     api__buf headers;     /* formatted, sent with the first chunk */
     uint64_t first, last; /* inclusive */

@@ -356,8 +356,9 @@ void api__multipart_handle(api__req *r)
         j->work = list_uploads_work;
         break;
     default:
+        /* The router sends only the operations above here. */
+        assert(!"multipart handler reached with an operation it does not serve");
         mp_free(j);
-        api__respond_error(r, "NotImplemented", "This operation is not implemented.");
         return;
     }
     api__job_submit(r, mp_work, mp_done, j);

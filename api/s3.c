@@ -212,7 +212,6 @@ static bool authenticate(api__req *r)
                            r->auth.message[0] ? r->auth.message : "Access Denied");
         return false;
     }
-    r->authenticated = true;
     return true;
 }
 

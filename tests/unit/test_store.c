@@ -14,86 +14,9 @@
 
 #include "node.h"
 
-/* ------------------------------------------------------------------ fixture */
-
-typedef struct {
-    char dir[64];
-    node_store *s;
-    bool sync_writes;
-} fixture;
-
-static void fixture_open(fixture *f)
-{
-    node_store_options o = {.data_dir = f->dir,
-                            .block_cache_bytes = 8u << 20,
-                            .write_buffer_bytes = 8u << 20,
-                            .sync_writes = f->sync_writes};
-    char errmsg[256] = "";
-    int rc = node_store_open(&o, &f->s, errmsg, sizeof errmsg);
-    if (rc != 0) fail_msg("open %s: %s (%s)", f->dir, tern_errname(rc), errmsg);
-}
-
-static void fixture_reopen(fixture *f)
-{
-    node_store_close(f->s);
-    f->s = NULL;
-    fixture_open(f);
-}
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    if (f == NULL) return -1;
-    strcpy(f->dir, "/tmp/tern-store-XXXXXX");
-    if (mkdtemp(f->dir) == NULL) return -1;
-    fixture_open(f);
-    *state = f;
-    return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    node_store_close(f->s);
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return 0;
-}
+#include "store_fixture.h"
 
 /* ------------------------------------------------------------------ helpers */
-
-/* Deterministic pseudo-random bytes: different seeds give different blocks. */
-static void fill(uint8_t *buf, size_t len, uint32_t seed)
-{
-    uint32_t x = seed * 2654435761u + 1;
-    for (size_t i = 0; i < len; i++) {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        buf[i] = (uint8_t)x;
-    }
-}
-
-/* Puts (and pins) a block of len bytes made from seed; returns its reference. */
-static node_block_ref put_block(node_store *s, uint32_t seed, size_t len)
-{
-    uint8_t *buf = malloc(len);
-    assert_non_null(buf);
-    fill(buf, len, seed);
-    node_block_ref ref = {.size_bytes = (uint32_t)len};
-    node_block_hash(buf, len, &ref.id);
-    assert_int_equal(node_store_block_put(s, &ref.id, buf, len), 0);
-    free(buf);
-    return ref;
-}
 
 static node_manifest manifest_of(node_block_ref *refs, size_t count)
 {

@@ -12,42 +12,16 @@
 
 #include <cmocka.h>
 
-#include "node.h"
+#include "store_fixture.h"
 
-typedef struct {
-    char dir[64];
-    node_store *s;
-} fixture;
-
-static int setup(void **state)
+/* The shared fixture with sync on and a bucket to put objects in. */
+static int setup_view(void **state)
 {
-    fixture *f = calloc(1, sizeof *f);
-    if (f == NULL) return -1;
-    strcpy(f->dir, "/tmp/tern-view-XXXXXX");
-    if (mkdtemp(f->dir) == NULL) return -1;
-    node_store_options o = {.data_dir = f->dir, .block_cache_bytes = 8u << 20, .sync_writes = true};
-    char errmsg[256] = "";
-    if (node_store_open(&o, &f->s, errmsg, sizeof errmsg) != 0) return -1;
-    if (node_store_bucket_create(f->s, "bkt", "local", 1) != 0) return -1;
-    *state = f;
-    return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int teardown(void **state)
-{
+    if (setup(state) != 0) return -1;
     fixture *f = *state;
-    node_store_close(f->s);
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return 0;
+    f->sync_writes = true;
+    fixture_reopen(f);
+    return node_store_bucket_create(f->s, "bkt", "local", 1) == 0 ? 0 : -1;
 }
 
 /* Stores one single-block object whose block is filled with `fill`; returns the block id. */
@@ -143,10 +117,7 @@ static void test_cache_only_reads(void **state)
     assert_int_equal(node_store_object_get_cached(f->s, "bkt", "nope", &m), TERN_ENOTFOUND);
 
     /* After a reopen the block lives only in a blob file on disk, not in any cache. */
-    node_store_close(f->s);
-    node_store_options o = {.data_dir = f->dir, .block_cache_bytes = 8u << 20, .sync_writes = true};
-    char errmsg[256] = "";
-    assert_int_equal(node_store_open(&o, &f->s, errmsg, sizeof errmsg), 0);
+    fixture_reopen(f);
     assert_int_equal(node_store_block_view(f->s, &id, true, &bv, &data, &len), TERN_EAGAIN);
     /* A normal read fetches it (and fills the cache), after which cache-only works. */
     assert_int_equal(node_store_block_view(f->s, &id, false, &bv, &data, &len), 0);
@@ -159,9 +130,9 @@ static void test_cache_only_reads(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_view_survives_overwrite_and_gc, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_view_survives_delete, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cache_only_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_view_survives_overwrite_and_gc, setup_view, teardown),
+        cmocka_unit_test_setup_teardown(test_view_survives_delete, setup_view, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_only_reads, setup_view, teardown),
     };
     return cmocka_run_group_tests_name("store_view", tests, NULL, NULL);
 }
