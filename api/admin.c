@@ -21,9 +21,9 @@ static double dedup_ratio(const node_store_stats *st)
 }
 
 /* Storage figures are read on a worker (RocksDB properties may take locks) then published. */
-static void publish_store_gauges(node_metrics *m, const node_store_stats *st)
+static void publish_store_gauges(api_server *s, const node_store_stats *st)
 {
-    static uint64_t corruptions_seen, gc_seen;
+    node_metrics *m = s->metrics;
     struct {
         const char *name, *help;
         double value;
@@ -47,15 +47,15 @@ static void publish_store_gauges(node_metrics *m, const node_store_stats *st)
     /* Counters only grow: publish the delta since the last scrape (loop thread only). */
     node_counter *c = node_metrics_counter(m, "tern_store_corruptions_total",
                                            "Block corruptions detected (reads and scrubs).", NULL);
-    if (c && st->corruption_count > corruptions_seen) {
-        node_counter_add(c, st->corruption_count - corruptions_seen);
-        corruptions_seen = st->corruption_count;
+    if (c && st->corruption_count > s->corruptions_published) {
+        node_counter_add(c, st->corruption_count - s->corruptions_published);
+        s->corruptions_published = st->corruption_count;
     }
     c = node_metrics_counter(m, "tern_store_gc_blocks_deleted_total",
                              "Unreferenced blocks deleted by garbage collection.", NULL);
-    if (c && st->gc_blocks_deleted > gc_seen) {
-        node_counter_add(c, st->gc_blocks_deleted - gc_seen);
-        gc_seen = st->gc_blocks_deleted;
+    if (c && st->gc_blocks_deleted > s->gc_deleted_published) {
+        node_counter_add(c, st->gc_blocks_deleted - s->gc_deleted_published);
+        s->gc_deleted_published = st->gc_blocks_deleted;
     }
 }
 
@@ -69,7 +69,7 @@ static void metrics_done(api__req *r, void *arg)
 {
     admin_job *j = arg;
     if (!r->aborted) {
-        if (j->rc == 0) publish_store_gauges(r->server->metrics, &j->stats);
+        if (j->rc == 0) publish_store_gauges(r->server, &j->stats);
         char *text = NULL;
         size_t len = 0;
         if (node_metrics_render(r->server->metrics, &text, &len) == 0) {

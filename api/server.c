@@ -75,7 +75,6 @@ static void req_free(api__req *r)
     assert(r->refs == 0);
     if (r->put) api__put_free(r->put);
     if (r->get) api__get_free(r->get);
-    if (r->op_state && r->op_state_free) r->op_state_free(r->op_state);
     api__buf_free(&r->url);
     api__buf_free(&r->body);
     free(r->raw_path);
@@ -95,12 +94,35 @@ static void req_free(api__req *r)
     shutdown_maybe_done(s);
 }
 
+/* Hands a finished request to the reaper once no job holds it. */
+static void req_release(api__req *r)
+{
+    assert(r->aborted && r->conn == NULL);
+    if (r->refs > 0) return; /* the last job_after releases it */
+    r->next_dead = r->server->dead;
+    r->server->dead = r;
+}
+
+static void reap_all(api_server *s)
+{
+    while (s->dead) {
+        api__req *r = s->dead;
+        s->dead = r->next_dead;
+        req_free(r);
+    }
+}
+
+static void on_reap(uv_check_t *h)
+{
+    reap_all(h->data);
+}
+
 /* The connection went away: the request can no longer answer. */
 static void req_abort(api__req *r)
 {
     r->aborted = true;
     r->conn = NULL;
-    if (r->refs == 0) req_free(r);
+    req_release(r);
 }
 
 const char *api__req_header(const api__req *r, const char *name)
@@ -132,14 +154,16 @@ static void job_after(uv_work_t *w, int status)
     api__job *job = w->data;
     api__req *r = job->r;
     assert(r->refs > 0);
-    r->refs--;
+    /* The job still holds the request while done runs, so nothing done calls can free it. */
     job->done(r, job->arg);
     free(job);
-    if (r->aborted && r->refs == 0) req_free(r);
+    r->refs--;
+    if (r->aborted && r->refs == 0) req_release(r);
 }
 
 void api__job_submit(api__req *r, api__work_fn work, api__done_fn done, void *arg)
 {
+    assert(!r->aborted); /* an abandoned request starts no more work */
     api__job *job = malloc(sizeof *job);
     assert(job != NULL); /* a failed 40-byte allocation leaves nothing sane to do */
     job->r = r;
@@ -235,8 +259,6 @@ static void write_done(uv_write_t *w, int status)
     if (cb) cb(r);
     maybe_finish(c);
 }
-
-static bool response_ended(const api__req *r);
 
 void api__respond_write_view(api__req *r, char *owned, size_t owned_len, const char *data,
                              size_t len, void (*release)(void *), void *release_arg,
@@ -364,24 +386,18 @@ void api__respond_head(api__req *r, int status, const char *extra_headers, uint6
     api__respond_write_view(r, b.data, b.len, NULL, 0, NULL, NULL, NULL);
 }
 
-static bool response_ended(const api__req *r)
-{
-    return r->status < 0;
-}
-
 void api__respond_end(api__req *r)
 {
     api__conn *c = r->conn;
     if (c == NULL) return;
-    /* Negative status marks "ended" while keeping the code for metrics. */
-    if (r->status > 0) r->status = -r->status;
+    r->response_ended = true;
     maybe_finish(c);
 }
 
 static void maybe_finish(api__conn *c)
 {
     api__req *r = c->req;
-    if (r == NULL || !response_ended(r) || c->writes_pending > 0) return;
+    if (r == NULL || !r->response_ended || c->writes_pending > 0) return;
     req_done(r);
 }
 
@@ -456,7 +472,7 @@ void api__respond_abort(api__req *r, const char *why)
 {
     node_log(NODE_LOG_ERROR, "s3", "aborting response %s mid-body: %s", r->request_id, why);
     r->close_after = true;
-    if (r->status > 0) r->status = -r->status;
+    r->response_ended = true;
     if (r->conn) conn_close(r->conn);
 }
 
@@ -465,7 +481,7 @@ void api__respond_abort(api__req *r, const char *why)
 static void record_metrics(api__req *r)
 {
     api_server *s = r->server;
-    int status = r->status < 0 ? -r->status : r->status;
+    int status = r->status;
     /* Series are cached per (op, status): the registry lookup takes a lock and compares strings. */
     node_counter *c = NULL;
     for (size_t i = 0; i < API_STATUS_SLOTS && c == NULL; i++) {
@@ -503,7 +519,7 @@ static void req_done(api__req *r)
     /* Jobs may still reference the request (e.g. a response sent on error). */
     r->conn = NULL;
     r->aborted = true;
-    if (r->refs == 0) req_free(r);
+    req_release(r);
     if (close_after || c->server->draining) {
         conn_close(c);
         return;
@@ -967,6 +983,10 @@ int api_server_start(const api_server_options *opts, api_server **out, char *err
     uv_tcp_init(s->loop, &s->listener);
     s->listener.data = s;
     uv_timer_init(s->loop, &s->grace_timer);
+    uv_check_init(s->loop, &s->reaper);
+    s->reaper.data = s;
+    uv_check_start(&s->reaper, on_reap);
+    uv_unref((uv_handle_t *)&s->reaper); /* it must not keep the loop alive by itself */
     s->grace_timer.data = s;
     int rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
     if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
@@ -1023,6 +1043,11 @@ void api_server_free(api_server *s)
     if (s == NULL) return;
     /* Called once the loop has stopped: close our handles and let libuv retire them. */
     bool ran = false;
+    reap_all(s);
+    if (s->reaper.loop && !uv_is_closing((uv_handle_t *)&s->reaper)) {
+        uv_close((uv_handle_t *)&s->reaper, NULL);
+        ran = true;
+    }
     if (s->grace_timer.loop && !uv_is_closing((uv_handle_t *)&s->grace_timer)) {
         uv_close((uv_handle_t *)&s->grace_timer, NULL);
         ran = true;

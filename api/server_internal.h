@@ -105,6 +105,14 @@ struct api_server {
     bool in_execute; /* llhttp_execute is running on the loop thread */
     bool want_pause; /* a callback asked the running parser to pause */
     uv_timer_t grace_timer;
+    /*
+     * Requests that are over (answered or abandoned) are freed here, in a check
+     * handle after the loop's callbacks return, never in the middle of a chain
+     * of calls that may still hold them (a failed write closing the connection
+     * inside a handler, a job completion that aborts its own request).
+     */
+    uv_check_t reaper;
+    api__req *dead;
     void (*shutdown_done)(void *ctx);
     void *shutdown_ctx;
     api__cred *creds;
@@ -119,7 +127,9 @@ struct api_server {
     node_counter *req_counter[API_OP_COUNT][API_STATUS_SLOTS];
     node_counter *bytes_in;
     node_counter *bytes_out;
-    node_counter *corruptions_served_refused;
+    /* Store counters already added to their Prometheus counters (loop thread only). */
+    uint64_t corruptions_published;
+    uint64_t gc_deleted_published;
 };
 
 struct api__conn {
@@ -150,7 +160,8 @@ typedef struct {
 } api__owned_header;
 
 struct api__req {
-    api__conn *conn; /* NULL once the connection is gone (aborted) */
+    api__conn *conn;     /* NULL once the connection is gone (aborted) */
+    api__req *next_dead; /* on api_server.dead */
     api_server *server;
     bool aborted;
     int refs;   /* jobs in flight */
@@ -165,7 +176,6 @@ struct api__req {
     char *key;    /* decoded, NULL when none */
     size_t key_len;
     int op;
-    bool authenticated;
     api__auth_result auth;
     bool has_content_length;
     uint64_t content_length;
@@ -180,11 +190,10 @@ struct api__req {
     bool message_complete;
     bool handling; /* the handler has been started */
     bool response_started;
+    bool response_ended; /* every byte of the response is queued */
     bool close_after;
     api__put *put;
     api__get *get;
-    void *op_state; /* per-operation state for handlers */
-    void (*op_state_free)(void *);
 };
 
 /* ---- connection / request plumbing (server.c) ---- */
