@@ -197,6 +197,10 @@ int raft_new(raft **out, const raft_config *config, const raft_storage *storage,
         if (!r->progress[k].inflight) goto err_after_alloc;
     }
     r->config.voters = NULL; /* the caller's array is not kept */
+    r->conf.count = config->voters_count;
+    for (size_t k = 0; k < config->voters_count; k++)
+        r->conf.members[k] = (raft_member){.id = config->voters[k], .role = RAFT_MEMBER_VOTER};
+    r->snapshot = storage->snapshot;
     r->role = r->reported_role = RAFT_FOLLOWER;
     r->reported_term = r->term;
     raft__reset_election_timer(r);
@@ -441,6 +445,7 @@ void raft_get_update(raft *r, raft_update *u)
     u->reads = r->reads_ready;
     u->reads_count = r->reads_ready_count;
     u->role_changed = role_changed(r);
+    u->conf = &r->conf;
     u->role = r->role;
     u->term = r->term;
     u->leader_id = r->leader;

@@ -60,7 +60,7 @@ typedef enum raft_role {
 typedef enum raft_entry_type {
     RAFT_ENTRY_NORMAL = 0, /* a client command */
     RAFT_ENTRY_NOOP,       /* appended by a new leader at the start of its term */
-    /* Reserved for a later session: RAFT_ENTRY_CONFIG (membership change). */
+    RAFT_ENTRY_CONFIG,     /* a membership configuration (raft_conf_encode); see MEMBERSHIP */
 } raft_entry_type;
 
 typedef struct raft_entry {
@@ -85,10 +85,11 @@ typedef enum raft_message_type {
     RAFT_MSG_HEARTBEAT_RESPONSE,
     RAFT_MSG_VOTE, /* RequestVote (Figure 3.1) */
     RAFT_MSG_VOTE_RESPONSE,
-    RAFT_MSG_PREVOTE,          /* thesis 9.6: term is the term the sender would campaign in */
-    RAFT_MSG_PREVOTE_RESPONSE, /* term is the request's term when granted */
-    RAFT_MSG_TIMEOUT_NOW,      /* thesis 3.10: the target starts an election at once */
-    /* Reserved for a later session: RAFT_MSG_INSTALL_SNAPSHOT. */
+    RAFT_MSG_PREVOTE,           /* thesis 9.6: term is the term the sender would campaign in */
+    RAFT_MSG_PREVOTE_RESPONSE,  /* term is the request's term when granted */
+    RAFT_MSG_TIMEOUT_NOW,       /* thesis 3.10: the target starts an election at once */
+    RAFT_MSG_SNAPSHOT,          /* one InstallSnapshot chunk (thesis 5.1, Figure 5.3) */
+    RAFT_MSG_SNAPSHOT_RESPONSE, /* chunk accepted up to offset, or reject = restart at 0 */
 } raft_message_type;
 
 /* One flat message; each type uses the fields listed beside it. */
@@ -120,6 +121,18 @@ typedef struct raft_message {
     bool granted;
     /* HEARTBEAT, HEARTBEAT_RESPONSE: ReadIndex round number. */
     uint64_t context;
+    /* SNAPSHOT: last_index/last_term = the snapshot's index and term, conf (encoded
+     * raft_conf) = its configuration, offset = where data starts in the snapshot's byte
+     * stream, data/data_len = the chunk, done = last chunk. SNAPSHOT_RESPONSE:
+     * last_index = the snapshot's index, offset = bytes received so far (the next
+     * expected offset), reject = the receiver wants the stream from offset 0 again,
+     * done = installed (index = last_index is then the follower's match). */
+    uint64_t offset;
+    const void *data;
+    size_t data_len;
+    const void *conf;
+    size_t conf_len;
+    bool done;
 } raft_message;
 
 /* A ReadIndex answer: serve request_id after applying up to index; status 0 or TERN_E*. */
@@ -128,6 +141,104 @@ typedef struct raft_read_ready {
     uint64_t index;
     int status; /* TERN_EPRECOND: leadership lost before the read was confirmed */
 } raft_read_ready;
+
+/*
+ * MEMBERSHIP
+ *
+ * A configuration lists members: voters (count in elections and commit
+ * quorums) and learners (receive the log, never vote or count). It changes
+ * one server at a time (thesis 4.1): the leader appends a RAFT_ENTRY_CONFIG
+ * entry holding the whole new configuration, and every node uses the latest
+ * configuration in its log at once, committed or not (a truncated entry
+ * reverts it). A change is refused while an earlier one is uncommitted, and
+ * until the leader has committed an entry of its own term (the no-op; the
+ * fix to the single-server algorithm posted by Ongaro in 2015). A learner is
+ * promoted only once it has caught up (its match index within
+ * learner_catchup_entries of the leader's last index). A leader removed from
+ * the configuration keeps leading until the change commits, then steps down
+ * (thesis 4.2.2). A node that is not in its own latest configuration never
+ * campaigns. Each member carries an address the core stores but never reads
+ * (the driver's "host:port"), so every node learns where new members live.
+ */
+#define RAFT_MEMBERS_MAX 16 /* voters + learners */
+#define RAFT_ADDRESS_MAX 96 /* including the terminating NUL */
+
+typedef enum raft_member_role {
+    RAFT_MEMBER_VOTER = 0,
+    RAFT_MEMBER_LEARNER = 1,
+} raft_member_role;
+
+typedef struct raft_member {
+    uint64_t id; /* never 0 */
+    raft_member_role role;
+    char address[RAFT_ADDRESS_MAX]; /* NUL-terminated; may be empty */
+} raft_member;
+
+typedef struct raft_conf {
+    size_t count; /* voters (1..RAFT_VOTERS_MAX) + learners <= RAFT_MEMBERS_MAX */
+    raft_member members[RAFT_MEMBERS_MAX];
+} raft_conf;
+
+typedef enum raft_conf_change_type {
+    RAFT_CONF_ADD_LEARNER = 1, /* a new id joins as a learner */
+    RAFT_CONF_PROMOTE,         /* a caught-up learner becomes a voter */
+    RAFT_CONF_REMOVE,          /* a voter or learner leaves */
+} raft_conf_change_type;
+
+/* The payload of a RAFT_ENTRY_CONFIG entry (and of SNAPSHOT messages): a versioned,
+ * length-checked encoding. raft_conf_encode returns the bytes written (at most
+ * RAFT_CONF_ENCODED_MAX); raft_conf_decode returns 0 or TERN_EPARSE (bad version, length,
+ * id 0, duplicate id, no voter, too many members, address not NUL-terminated). */
+#define RAFT_CONF_ENCODED_MAX (8 + RAFT_MEMBERS_MAX * (16 + RAFT_ADDRESS_MAX))
+size_t raft_conf_encode(const raft_conf *c, uint8_t *buf);
+int raft_conf_decode(const void *data, size_t len, raft_conf *out);
+/* The member with id, or NULL. */
+const raft_member *raft_conf_find(const raft_conf *c, uint64_t id);
+
+/*
+ * SNAPSHOTS AND LOG COMPACTION
+ *
+ * The driver's state machine takes a snapshot at an applied index it chooses;
+ * once the snapshot is durable it calls raft_compact(r, &meta) with the
+ * snapshot's index, that entry's term and the configuration as of that index
+ * (the latest CONFIG entry the driver applied at or below it, or the
+ * snapshot's own configuration). From then on the core never reads entries at
+ * or below meta.index from storage, and the driver may delete them (keeping
+ * some entries after a snapshot lets slow followers catch up without one).
+ *
+ * Sending: a follower whose next index is at or below the snapshot's index
+ * gets the snapshot (progress state SNAPSHOT). The leader reads the snapshot's
+ * byte stream through raft_storage.snapshot_read and sends it in chunks of at
+ * most snapshot_chunk_bytes, stop-and-wait per follower: the next chunk goes
+ * when the previous one is acknowledged, or again after a heartbeat interval
+ * without an answer. If the leader compacts to a newer snapshot meanwhile,
+ * the stream restarts at offset 0 of the new one.
+ *
+ * Receiving: a chunk whose offset is the next expected one is handed to the
+ * driver in update.snapshot_chunk (at most one per update) and belongs to
+ * that update's persist batch: the driver writes it (a chunk at offset 0
+ * starts a new stream and discards any partial one) and, for the chunk with
+ * done set, installs the whole snapshot -- replaces its state machine with
+ * the snapshot's and discards its log -- before calling raft_persisted. The
+ * core then sets its log to start after the snapshot index, commit and
+ * applied to that index and the configuration to the snapshot's, and
+ * acknowledges. A chunk for a snapshot at or below the commit index is
+ * acknowledged as installed without being handed out.
+ */
+typedef struct raft_snapshot_meta {
+    uint64_t index; /* last log index the snapshot includes (0: no snapshot) */
+    uint64_t term;  /* term of that entry */
+    raft_conf conf; /* the configuration as of index */
+} raft_snapshot_meta;
+
+/* A received chunk to write (see SNAPSHOTS). data is valid until raft_advance. */
+typedef struct raft_snapshot_chunk {
+    const raft_snapshot_meta *meta;
+    uint64_t offset;
+    const void *data;
+    size_t len;
+    bool done; /* the last chunk: install the snapshot before raft_persisted */
+} raft_snapshot_chunk;
 
 /*
  * The driver's stable log, read-only from the core. The core keeps recent
@@ -143,25 +254,46 @@ typedef struct raft_storage {
     uint64_t (*term)(void *ctx, uint64_t index);
     /* Fills *out with the entry at index; out->data stays valid until the next call. */
     void (*entry)(void *ctx, uint64_t index, raft_entry *out);
+    /*
+     * The latest durable snapshot at raft_new (index 0: none). The log then
+     * starts at snapshot.index + 1 (storage holds last_index - snapshot.index
+     * entries), and the configuration is the latest CONFIG entry in the log,
+     * else the snapshot's, else raft_config.voters (bootstrap).
+     */
+    raft_snapshot_meta snapshot;
+    /*
+     * Reads up to len bytes at offset of the byte stream of the snapshot with
+     * index snapshot_index (the latest one given by raft_compact, or the one
+     * above). Returns the bytes read (0 only at the end of the stream) or a
+     * negative TERN_E* code (the core retries later; TERN_ENOTFOUND: that
+     * snapshot is gone). May be NULL when the driver never compacts.
+     */
+    long (*snapshot_read)(void *ctx, uint64_t snapshot_index, uint64_t offset, void *buf,
+                          size_t len);
 } raft_storage;
 
 typedef struct raft_config {
     uint64_t id;
-    const uint64_t *voters;       /* all voter ids, including id; none is 0 */
-    size_t voters_count;          /* 1..RAFT_VOTERS_MAX */
+    /* The bootstrap configuration (used only when storage holds no configuration): all voter
+     * ids, including id; none is 0. voters_count 0 starts a node that joins an existing
+     * group: it waits, never campaigning, until a leader sends it a log or a snapshot. */
+    const uint64_t *voters;
+    size_t voters_count;          /* 0..RAFT_VOTERS_MAX */
     uint32_t election_timeout_ms; /* randomized in [t, 2t) per election */
     uint32_t heartbeat_interval_ms;
     bool pre_vote;
     bool check_quorum;
-    uint64_t seed;                /* the core's RNG; a seed replays a run */
-    size_t append_bytes_max;      /* payload bytes per AppendEntries */
-    size_t inflight_msgs_max;     /* unacknowledged AppendEntries per follower */
-    size_t inflight_bytes_max;    /* unacknowledged payload bytes per follower */
-    size_t uncommitted_bytes_max; /* leader refuses proposals beyond this (TERN_EAGAIN) */
-    size_t entry_bytes_max;       /* one proposal's payload (TERN_ETOOBIG) */
-    size_t messages_max;          /* outbox; further messages are dropped (as lost) */
-    size_t reads_max;             /* pending ReadIndex requests (TERN_EAGAIN beyond) */
-    size_t apply_entries_max;     /* committed entries per update */
+    uint64_t seed;                    /* the core's RNG; a seed replays a run */
+    size_t append_bytes_max;          /* payload bytes per AppendEntries */
+    size_t inflight_msgs_max;         /* unacknowledged AppendEntries per follower */
+    size_t inflight_bytes_max;        /* unacknowledged payload bytes per follower */
+    size_t uncommitted_bytes_max;     /* leader refuses proposals beyond this (TERN_EAGAIN) */
+    size_t entry_bytes_max;           /* one proposal's payload (TERN_ETOOBIG) */
+    size_t messages_max;              /* outbox; further messages are dropped (as lost) */
+    size_t reads_max;                 /* pending ReadIndex requests (TERN_EAGAIN beyond) */
+    size_t apply_entries_max;         /* committed entries per update */
+    size_t snapshot_chunk_bytes;      /* InstallSnapshot chunk size */
+    uint64_t learner_catchup_entries; /* promote only when match >= last index - this */
 } raft_config;
 
 /* Fills c with defaults (1000/100 ms, pre-vote and check-quorum on, bounds set). */
@@ -181,7 +313,10 @@ typedef struct raft_update {
     size_t committed_count;
     const raft_read_ready *reads;
     size_t reads_count;
-    bool role_changed; /* role, term or known leader changed since the last update */
+    const raft_snapshot_chunk *snapshot_chunk; /* NULL or one chunk to persist (SNAPSHOTS) */
+    bool conf_changed;     /* the configuration changed since the last update: see conf */
+    const raft_conf *conf; /* always set: the current configuration */
+    bool role_changed;     /* role, term or known leader changed since the last update */
     raft_role role;
     uint64_t term;
     uint64_t leader_id;
@@ -224,6 +359,21 @@ int raft_read_index(raft *r, uint64_t request_id);
 int raft_transfer_leadership(raft *r, uint64_t target);
 /* The persist batch persist_seq (and all before it) is durable. */
 void raft_persisted(raft *r, uint64_t persist_seq);
+/*
+ * Proposes a membership change (MEMBERSHIP); address is stored with an added member (may be
+ * NULL or ""). Returns 0 with *index the CONFIG entry's index, TERN_EPRECOND (not leader),
+ * TERN_EAGAIN (a change is uncommitted, this term's no-op is uncommitted, a transfer is in
+ * progress, or the learner to promote has not caught up), TERN_EINVAL (adding a known id,
+ * promoting a non-learner, removing an unknown id or the last voter, too many members) or
+ * TERN_ENOMEM. A refusal changes nothing.
+ */
+int raft_propose_conf_change(raft *r, raft_conf_change_type type, uint64_t node_id,
+                             const char *address, uint64_t *index);
+/*
+ * The driver's snapshot described by meta is durable (SNAPSHOTS); meta.index must be at most
+ * the applied index and above the previous snapshot's. Returns 0 or TERN_EINVAL.
+ */
+int raft_compact(raft *r, const raft_snapshot_meta *meta);
 
 bool raft_has_update(const raft *r);
 void raft_get_update(raft *r, raft_update *u);
@@ -235,6 +385,21 @@ uint64_t raft_get_leader(const raft *r);
 uint64_t raft_get_commit(const raft *r);
 uint64_t raft_get_last_index(const raft *r);
 uint64_t raft_get_id(const raft *r);
+const raft_conf *raft_get_conf(const raft *r);
+/* The latest snapshot the core knows (index 0: none). */
+const raft_snapshot_meta *raft_get_snapshot(const raft *r);
+
+/* The leader's view of one member, for status pages (leader only; others get count 0). */
+typedef struct raft_member_progress {
+    uint64_t id;
+    raft_member_role role;
+    uint64_t match; /* highest index known replicated on it */
+    uint64_t next;
+    bool active;   /* heard from within the last election timeout */
+    bool snapshot; /* being sent a snapshot */
+} raft_member_progress;
+/* Fills up to max entries; returns the number filled. */
+size_t raft_get_progress(const raft *r, raft_member_progress *out, size_t max);
 const char *raft_role_name(raft_role role);
 
 /*

@@ -123,6 +123,10 @@ struct raft {
     raft_role reported_role;
     uint64_t reported_term;
     uint64_t reported_leader;
+
+    /* Membership and snapshots (membership.c, snapshot.c). */
+    raft_conf conf;
+    raft_snapshot_meta snapshot;
 };
 
 /* raft.c */
