@@ -32,7 +32,8 @@
     X(ECONN, -17, "connection failed")                                                             \
     X(ERANGE, -18, "out of range")                                                                 \
     X(EPRECOND, -19, "precondition failed")                                                        \
-    X(ENOTSUP, -20, "not supported")
+    X(ENOTSUP, -20, "not supported")                                                               \
+    X(EUNAVAIL, -21, "no leader: the region group is unavailable")
 
 enum {
 #define TERN_ERR_ENUM(name, value, text) TERN_##name = (value),
