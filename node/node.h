@@ -116,6 +116,13 @@ typedef struct {
      * (deletes), memtable flushes and WAL replay at restart keep room.
      */
     uint64_t disk_reserve_bytes;
+    /*
+     * The store is the state machine of a region group (node/sm.c): every
+     * change comes from the replicated log, so the scrubber never deletes
+     * unreferenced blocks on its own (that would make replicas diverge); it
+     * reports them and the leader proposes their collection instead.
+     */
+    bool replicated;
 } node_store_options;
 
 typedef struct {
@@ -136,6 +143,9 @@ typedef struct {
     uint64_t corrupt_found;   /* new corruptions found by this step */
     uint64_t orphans_deleted; /* unreferenced, unpinned blocks collected by this step */
     bool pass_complete;       /* the walk wrapped around to the first block */
+    /* Replicated stores only: unreferenced blocks found (malloc'd; the caller frees). */
+    node_block_id *orphans;
+    size_t orphan_count;
 } node_scrub_result;
 
 int node_store_open(const node_store_options *opts, node_store **out, char *errmsg,
@@ -295,6 +305,30 @@ int node_store_disk_free(node_store *s, uint64_t *free_bytes);
  * crashed uploads). Wraps around at the end.
  */
 int node_store_scrub_step(node_store *s, uint64_t bytes_budget, node_scrub_result *out);
+
+/* --- replicated state (store_apply.c; used by node/sm.c) --- */
+
+/* The Raft index this store has applied (0 for a new store). */
+int node_store_applied_get(node_store *s, uint64_t *index);
+/* Records index as applied and, when session is not NULL, client_id's session record, in one
+ * unsynced batch written after the change it follows (the Raft log is the durable record). */
+int node_store_applied_put(node_store *s, uint64_t index, uint64_t client_id, const void *session,
+                           size_t session_len);
+/* A session record (malloc'd, caller frees) or TERN_ENOTFOUND. */
+int node_store_session_get(node_store *s, uint64_t client_id, char **rec, size_t *len);
+/* Flushes memtables and writes a self-contained RocksDB checkpoint into dir (must not exist). */
+int node_store_checkpoint(node_store *s, const char *dir);
+/* Makes every replicated key equal to the checkpoint's in dir (local meta is kept). */
+int node_store_checkpoint_install(node_store *s, const char *dir);
+/* Like node_store_upload_create with the upload id chosen by the caller (32 hex digits):
+ * a replicated command carries it so that every replica creates the same upload. */
+int node_store_upload_create_id(node_store *s, const char *bucket, const char *key,
+                                const node_manifest *tmpl, int64_t initiated_ms,
+                                const char *upload_id);
+/* Deletes each listed block that has no reference (pins are ignored: a replicated store has
+ * none). Returns 0 and the number deleted in *deleted. */
+int node_store_blocks_collect(node_store *s, const node_block_id *ids, size_t count,
+                              uint64_t *deleted);
 
 /* The last error text of the store (for logs), thread-local. */
 const char *node_store_errmsg(node_store *s);

@@ -28,7 +28,7 @@
 #define BLOB_FILE_BYTES     (256 * MIB)
 #define META_NAME_BYTES_MAX 255
 
-static const char *const cf_names[NODE__CF_COUNT] = {
+const char *const node__cf_names[NODE__CF_COUNT] = {
     "default", "blocks", "blockrefs", "objects", "buckets", "uploads", "meta",
 };
 
@@ -346,6 +346,7 @@ static int store_init(node_store *s, const node_store_options *opts)
     atomic_init(&s->failed, 0);
     s->data_dir = strdup(opts->data_dir);
     s->disk_reserve_bytes = opts->disk_reserve_bytes;
+    s->replicated = opts->replicated;
     if (s->data_dir == NULL || node__idmap_init(&s->pins) != 0 ||
         node__idmap_init(&s->quarantine) != 0) {
         node__errmsg_set("out of memory");
@@ -358,7 +359,7 @@ static int store_init(node_store *s, const node_store_options *opts)
     build_options(s, opts);
     char *err = NULL;
     s->db =
-        rocksdb_open_column_families(s->db_options, opts->data_dir, NODE__CF_COUNT, cf_names,
+        rocksdb_open_column_families(s->db_options, opts->data_dir, NODE__CF_COUNT, node__cf_names,
                                      (const rocksdb_options_t *const *)s->cf_options, s->cf, &err);
     if (err != NULL) {
         int rc = strncmp(err, "Corruption", 10) == 0 ? TERN_ECORRUPT : TERN_EIO;
@@ -411,7 +412,7 @@ void node_store_close(node_store *s)
         char *err = NULL;
         rocksdb_flush_cf(s->db, fo, s->cf[i], &err);
         if (err != NULL) {
-            node_log(NODE_LOG_WARN, "store", "flush %s on close: %s", cf_names[i], err);
+            node_log(NODE_LOG_WARN, "store", "flush %s on close: %s", node__cf_names[i], err);
             rocksdb_free(err);
         }
     }

@@ -17,6 +17,8 @@
  *             "scrub/cursor"         32-byte id of the last block the scrubber visited
  *             "quarantine/<hex id>"  i64 ms when the block was found corrupt
  *             "user/<name>"          node_store_meta_put values
+ *             "raft/applied"         u64 Raft index applied (store_apply.c)
+ *             "raft/session/<hex>"   a client session record of node/sm.c
  * Keys are NUL-free C strings, so "\0" sorts an upload's key before any longer
  * key sharing its prefix: the uploads of a bucket iterate in (key, upload id)
  * order, and the big-endian part number sorts parts numerically.
@@ -96,6 +98,7 @@ struct node_store {
     rocksdb_writeoptions_t *write_block;  /* sync = false, WAL on */
     char *data_dir;
     uint64_t disk_reserve_bytes;
+    bool replicated; /* node_store_options.replicated */
 
     pthread_mutex_t commit_mu;
     node__counters counters; /* guarded by commit_mu */
@@ -116,6 +119,7 @@ struct node_store {
 };
 
 /* --- errors and RocksDB helpers (store.c) --- */
+extern const char *const node__cf_names[NODE__CF_COUNT];
 void node__errmsg_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Translates a RocksDB error of a read (frees err): Corruption -> ECORRUPT, else EIO. */
 int node__read_error(node_store *s, char *err, const char *what);

@@ -92,6 +92,22 @@ int node_store_upload_create(node_store *s, const char *bucket, const char *key,
         return TERN_EIO;
     }
     tern_hex(random, sizeof random, upload_id);
+    int rc = node_store_upload_create_id(s, bucket, key, tmpl, initiated_ms, upload_id);
+    if (rc == 0) memcpy(upload_id_out, upload_id, sizeof upload_id);
+    return rc;
+}
+
+int node_store_upload_create_id(node_store *s, const char *bucket, const char *key,
+                                const node_manifest *tmpl, int64_t initiated_ms,
+                                const char *upload_id)
+{
+    node_manifest empty = {0};
+    if (tmpl == NULL) tmpl = &empty;
+    if (!node__valid_bucket(bucket) || !node__valid_key(key) || !valid_upload_id(upload_id) ||
+        node__manifest_validate(tmpl, false) != 0) {
+        node__errmsg_set("upload create: invalid bucket, key, upload id or template");
+        return TERN_EINVAL;
+    }
     node__buf rec = {0};
     int rc = node__upload_encode(initiated_ms, tmpl, &rec);
     if (rc != 0) return rc;
@@ -112,7 +128,6 @@ int node_store_upload_create(node_store *s, const char *bucket, const char *key,
     }
     node__commit_end(&c);
     node__buf_free(&rec);
-    if (rc == 0) memcpy(upload_id_out, upload_id, sizeof upload_id);
     return rc;
 }
 

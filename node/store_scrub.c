@@ -178,19 +178,21 @@ static int skip_unreadable(node_store *s, char *err, node_scrub_result *out, id_
     return 0;
 }
 
-/* Deletes the orphans still unreferenced and unpinned; returns how many. */
-static uint64_t collect_orphans(node_store *s, const id_list *orphans)
+/* Deletes the orphans still unreferenced (and unpinned, unless ignore_pins); returns how many. */
+static uint64_t collect_ids(node_store *s, const node_block_id *ids, size_t count, bool ignore_pins)
 {
-    if (orphans->count == 0 || node__check_writable(s) != 0) return 0;
+    if (count == 0 || node__check_writable(s) != 0) return 0;
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-    bool *doomed = calloc(orphans->count, sizeof *doomed);
+    bool *doomed = calloc(count, sizeof *doomed);
     uint64_t deleted = 0;
     pthread_mutex_lock(&s->commit_mu);
     pthread_mutex_lock(&s->pin_mu);
-    for (size_t i = 0; doomed != NULL && i < orphans->count; i++) {
-        const node_block_id *id = &orphans->ids[i];
-        uint64_t count;
-        if (refcount_get(s, id, &count) != 0 || count > 0 || node__pinned_locked(s, id)) continue;
+    for (size_t i = 0; doomed != NULL && i < count; i++) {
+        const node_block_id *id = &ids[i];
+        uint64_t refs;
+        if (refcount_get(s, id, &refs) != 0 || refs > 0 ||
+            (!ignore_pins && node__pinned_locked(s, id)))
+            continue;
         char qkey[11 + 2 * NODE_BLOCK_ID_BYTES + 1];
         node__quarantine_key(id, qkey);
         const char *key = (const char *)id->bytes;
@@ -204,8 +206,8 @@ static uint64_t collect_orphans(node_store *s, const id_list *orphans)
     if (deleted > 0 && node__write(s, b, false, "scrub collect") != 0) deleted = 0;
     pthread_mutex_unlock(&s->pin_mu);
     pthread_mutex_unlock(&s->commit_mu);
-    for (size_t i = 0; deleted > 0 && i < orphans->count; i++)
-        if (doomed[i]) node__quarantine_forget(s, &orphans->ids[i]);
+    for (size_t i = 0; deleted > 0 && i < count; i++)
+        if (doomed[i]) node__quarantine_forget(s, &ids[i]);
     free(doomed);
     rocksdb_writebatch_destroy(b);
     atomic_fetch_add(&s->gc_blocks_deleted, deleted);
@@ -256,7 +258,13 @@ int node_store_scrub_step(node_store *s, uint64_t bytes_budget, node_scrub_resul
     id_list orphans = {0};
     pthread_mutex_lock(&s->scrub_mu);
     int rc = walk(s, bytes_budget, out, &orphans);
-    out->orphans_deleted = collect_orphans(s, &orphans);
+    if (s->replicated) { /* reported, collected through the log (node_store_blocks_collect) */
+        out->orphans = orphans.ids;
+        out->orphan_count = orphans.count;
+        orphans.ids = NULL;
+    } else {
+        out->orphans_deleted = collect_ids(s, orphans.ids, orphans.count, false);
+    }
     cursor_save(s);
     pthread_mutex_unlock(&s->scrub_mu);
     free(orphans.ids);
@@ -265,4 +273,14 @@ int node_store_scrub_step(node_store *s, uint64_t bytes_budget, node_scrub_resul
                  (unsigned long long)out->blocks_checked, (unsigned long long)out->corrupt_found,
                  (unsigned long long)out->orphans_deleted);
     return rc;
+}
+
+int node_store_blocks_collect(node_store *s, const node_block_id *ids, size_t count,
+                              uint64_t *deleted)
+{
+    int rc = node__check_writable(s);
+    *deleted = 0;
+    if (rc != 0) return rc;
+    *deleted = collect_ids(s, ids, count, true);
+    return 0;
 }

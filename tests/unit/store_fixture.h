@@ -17,6 +17,7 @@ typedef struct {
     char dir[64];
     node_store *s;
     bool sync_writes;
+    bool replicated;
 } fixture;
 
 static inline void fixture_open(fixture *f)
@@ -24,7 +25,8 @@ static inline void fixture_open(fixture *f)
     node_store_options o = {.data_dir = f->dir,
                             .block_cache_bytes = 8u << 20,
                             .write_buffer_bytes = 8u << 20,
-                            .sync_writes = f->sync_writes};
+                            .sync_writes = f->sync_writes,
+                            .replicated = f->replicated};
     char errmsg[256] = "";
     int rc = node_store_open(&o, &f->s, errmsg, sizeof errmsg);
     if (rc != 0) fail_msg("open %s: %s (%s)", f->dir, tern_errname(rc), errmsg);

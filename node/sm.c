@@ -1,0 +1,516 @@
+/* The region group's state machine: replicated commands applied into the store, exactly once. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "group.h"
+#include "sm.h"
+#include "store_internal.h"
+
+enum {
+    CMD_VERSION = 1,
+    CMD_BUCKET_CREATE = 1,
+    CMD_BUCKET_DELETE,
+    CMD_BLOCK_PUT,
+    CMD_OBJECT_PUT,
+    CMD_OBJECT_DELETE,
+    CMD_UPLOAD_CREATE,
+    CMD_PART_PUT,
+    CMD_UPLOAD_COMPLETE,
+    CMD_UPLOAD_ABORT,
+    CMD_BLOCKS_COLLECT,
+};
+
+/* Session record: u8 version | u64 max_seq | u64 window | i8 results[64]. */
+#define SESSION_RECORD_BYTES (1 + 8 + 8 + NODE_SM_SESSION_WINDOW)
+
+typedef struct {
+    uint64_t client_id;
+    uint64_t max_seq;
+    uint64_t window;                        /* bit i: seq max_seq - i was applied */
+    int8_t results[NODE_SM_SESSION_WINDOW]; /* results[seq % 64] */
+} session;
+
+struct node_sm {
+    node_store *store;
+    /* Apply thread only. Few clients (one per node incarnation): a small array. */
+    session *sessions;
+    size_t session_count;
+    size_t session_cap;
+};
+
+/* ------------------------------------------------------------------ encoding */
+
+static void put_str(node__buf *b, const char *s)
+{
+    size_t n = strlen(s);
+    node__buf_u32(b, (uint32_t)n);
+    node__buf_bytes(b, s, n);
+}
+
+static int finish(node__buf *b, uint8_t **out, size_t *len)
+{
+    if (b->failed) {
+        node__buf_free(b);
+        return TERN_ENOMEM;
+    }
+    *out = b->data;
+    *len = b->len;
+    return 0;
+}
+
+static void begin(node__buf *b, int type)
+{
+    memset(b, 0, sizeof *b);
+    node__buf_u8(b, CMD_VERSION);
+    node__buf_u8(b, (uint8_t)type);
+}
+
+int node_sm_encode_bucket_create(const char *name, const char *region, int64_t created_ms,
+                                 uint8_t **out, size_t *len)
+{
+    node__buf b;
+    begin(&b, CMD_BUCKET_CREATE);
+    put_str(&b, name);
+    put_str(&b, region);
+    node__buf_u64(&b, (uint64_t)created_ms);
+    return finish(&b, out, len);
+}
+
+int node_sm_encode_bucket_delete(const char *name, uint8_t **out, size_t *len)
+{
+    node__buf b;
+    begin(&b, CMD_BUCKET_DELETE);
+    put_str(&b, name);
+    return finish(&b, out, len);
+}
+
+int node_sm_encode_block_put(const node_block_id *id, const void *data, size_t data_len,
+                             uint8_t **out, size_t *len)
+{
+    node__buf b;
+    begin(&b, CMD_BLOCK_PUT);
+    node__buf_bytes(&b, id->bytes, NODE_BLOCK_ID_BYTES);
+    node__buf_bytes(&b, data, data_len);
+    return finish(&b, out, len);
+}
+
+static void put_object(node__buf *b, const char *bucket, const char *key)
+{
+    put_str(b, bucket);
+    put_str(b, key);
+}
+
+int node_sm_encode_object_put(const char *bucket, const char *key, const node_manifest *m,
+                              uint8_t **out, size_t *len)
+{
+    node__buf b;
+    begin(&b, CMD_OBJECT_PUT);
+    put_object(&b, bucket, key);
+    int rc = node__manifest_encode(m, true, &b);
+    if (rc != 0) {
+        node__buf_free(&b);
+        return rc;
+    }
+    return finish(&b, out, len);
+}
+
+int node_sm_encode_object_delete(const char *bucket, const char *key, uint8_t **out, size_t *len)
+{
+    node__buf b;
+    begin(&b, CMD_OBJECT_DELETE);
+    put_object(&b, bucket, key);
+    return finish(&b, out, len);
+}
+
+int node_sm_encode_upload_create(const char *bucket, const char *key, const char *upload_id,
+                                 int64_t initiated_ms, const node_manifest *tmpl, uint8_t **out,
+                                 size_t *len)
+{
+    node_manifest empty = {0};
+    node__buf b;
+    begin(&b, CMD_UPLOAD_CREATE);
+    put_object(&b, bucket, key);
+    put_str(&b, upload_id);
+    node__buf_u64(&b, (uint64_t)initiated_ms);
+    int rc = node__manifest_encode(tmpl ? tmpl : &empty, false, &b);
+    if (rc != 0) {
+        node__buf_free(&b);
+        return rc;
+    }
+    return finish(&b, out, len);
+}
+
+int node_sm_encode_part_put(const char *bucket, const char *key, const char *upload_id,
+                            const node_part *part, uint8_t **out, size_t *len)
+{
+    node__buf b;
+    begin(&b, CMD_PART_PUT);
+    put_object(&b, bucket, key);
+    put_str(&b, upload_id);
+    int rc = node__part_encode(part, &b);
+    if (rc != 0) {
+        node__buf_free(&b);
+        return rc;
+    }
+    return finish(&b, out, len);
+}
+
+int node_sm_encode_upload_complete(const char *bucket, const char *key, const char *upload_id,
+                                   const node_manifest *final, uint8_t **out, size_t *len)
+{
+    node__buf b;
+    begin(&b, CMD_UPLOAD_COMPLETE);
+    put_object(&b, bucket, key);
+    put_str(&b, upload_id);
+    int rc = node__manifest_encode(final, true, &b);
+    if (rc != 0) {
+        node__buf_free(&b);
+        return rc;
+    }
+    return finish(&b, out, len);
+}
+
+int node_sm_encode_upload_abort(const char *bucket, const char *key, const char *upload_id,
+                                uint8_t **out, size_t *len)
+{
+    node__buf b;
+    begin(&b, CMD_UPLOAD_ABORT);
+    put_object(&b, bucket, key);
+    put_str(&b, upload_id);
+    return finish(&b, out, len);
+}
+
+int node_sm_encode_blocks_collect(const node_block_id *ids, size_t count, uint8_t **out,
+                                  size_t *len)
+{
+    node__buf b;
+    begin(&b, CMD_BLOCKS_COLLECT);
+    node__buf_u32(&b, (uint32_t)count);
+    for (size_t i = 0; i < count; i++)
+        node__buf_bytes(&b, ids[i].bytes, NODE_BLOCK_ID_BYTES);
+    return finish(&b, out, len);
+}
+
+/* ------------------------------------------------------------------ decoding */
+
+typedef struct {
+    const uint8_t *p;
+    const uint8_t *end;
+    bool bad;
+} reader;
+
+static uint32_t get_u32(reader *r)
+{
+    if (r->bad || r->end - r->p < 4) {
+        r->bad = true;
+        return 0;
+    }
+    uint32_t v = (uint32_t)r->p[0] | (uint32_t)r->p[1] << 8 | (uint32_t)r->p[2] << 16 |
+                 (uint32_t)r->p[3] << 24;
+    r->p += 4;
+    return v;
+}
+
+static uint64_t get_u64(reader *r)
+{
+    uint64_t lo = get_u32(r), hi = get_u32(r);
+    return lo | hi << 32;
+}
+
+/* A NUL-terminated copy of a string field into buf (cap bytes); sets bad if it does not fit. */
+static const char *get_str(reader *r, char *buf, size_t cap)
+{
+    uint32_t n = get_u32(r);
+    if (r->bad || n >= cap || (size_t)(r->end - r->p) < n || memchr(r->p, 0, n) != NULL) {
+        r->bad = true;
+        buf[0] = '\0';
+        return buf;
+    }
+    memcpy(buf, r->p, n);
+    buf[n] = '\0';
+    r->p += n;
+    return buf;
+}
+
+typedef struct {
+    char bucket[NODE_BUCKET_NAME_MAX + 2];
+    char key[NODE_KEY_BYTES_MAX + 2];
+    char upload_id[NODE_UPLOAD_ID_MAX + 2];
+} names;
+
+/* True for results every replica computes alike from the replicated state. */
+static bool deterministic(int rc)
+{
+    return rc == 0 || rc == TERN_ENOTFOUND || rc == TERN_EEXIST || rc == TERN_ENOTEMPTY ||
+           rc == TERN_ECONFLICT || rc == TERN_EINVAL || rc == TERN_EPARSE;
+}
+
+static int apply_manifest_cmd(node_sm *sm, int type, reader *r, names *n)
+{
+    get_str(r, n->bucket, sizeof n->bucket);
+    get_str(r, n->key, sizeof n->key);
+    if (type == CMD_UPLOAD_CREATE || type == CMD_PART_PUT || type == CMD_UPLOAD_COMPLETE ||
+        type == CMD_UPLOAD_ABORT)
+        get_str(r, n->upload_id, sizeof n->upload_id);
+    int64_t initiated_ms = type == CMD_UPLOAD_CREATE ? (int64_t)get_u64(r) : 0;
+    if (r->bad) return TERN_EPARSE;
+    const char *rest = (const char *)r->p;
+    size_t rest_len = (size_t)(r->end - r->p);
+    if (type == CMD_OBJECT_DELETE) {
+        if (rest_len != 0) return TERN_EPARSE;
+        return node_store_object_delete(sm->store, n->bucket, n->key);
+    }
+    if (type == CMD_UPLOAD_ABORT) {
+        if (rest_len != 0) return TERN_EPARSE;
+        return node_store_upload_abort(sm->store, n->bucket, n->key, n->upload_id);
+    }
+    if (type == CMD_PART_PUT) {
+        node_part part;
+        int rc = node__part_decode(rest, rest_len, &part);
+        if (rc != 0) return TERN_EPARSE;
+        rc = node_store_upload_part_put(sm->store, n->bucket, n->key, n->upload_id, &part);
+        free(part.blocks);
+        return rc;
+    }
+    node_manifest *m = NULL;
+    if (node__manifest_decode(rest, rest_len, &m) != 0) return TERN_EPARSE;
+    int rc;
+    if (type == CMD_OBJECT_PUT)
+        rc = node_store_object_put(sm->store, n->bucket, n->key, m);
+    else if (type == CMD_UPLOAD_CREATE)
+        rc = node_store_upload_create_id(sm->store, n->bucket, n->key, m, initiated_ms,
+                                         n->upload_id);
+    else
+        rc = node_store_upload_complete(sm->store, n->bucket, n->key, n->upload_id, m);
+    node_manifest_free(m);
+    return rc;
+}
+
+/* Applies one command to the store; returns its result. */
+static int apply_cmd(node_sm *sm, const uint8_t *cmd, size_t len)
+{
+    if (len < 2 || cmd[0] != CMD_VERSION) return TERN_EPARSE;
+    reader r = {cmd + 2, cmd + len, false};
+    int type = cmd[1];
+    names n;
+    switch (type) {
+    case CMD_BUCKET_CREATE: {
+        char region[NODE_REGION_MAX + 2];
+        get_str(&r, n.bucket, sizeof n.bucket);
+        get_str(&r, region, sizeof region);
+        int64_t created_ms = (int64_t)get_u64(&r);
+        if (r.bad || r.p != r.end) return TERN_EPARSE;
+        return node_store_bucket_create(sm->store, n.bucket, region, created_ms);
+    }
+    case CMD_BUCKET_DELETE:
+        get_str(&r, n.bucket, sizeof n.bucket);
+        if (r.bad || r.p != r.end) return TERN_EPARSE;
+        return node_store_bucket_delete(sm->store, n.bucket);
+    case CMD_BLOCK_PUT: {
+        if (len < 2 + NODE_BLOCK_ID_BYTES) return TERN_EPARSE;
+        node_block_id id;
+        memcpy(id.bytes, cmd + 2, NODE_BLOCK_ID_BYTES);
+        size_t data_len = len - 2 - NODE_BLOCK_ID_BYTES;
+        if (data_len == 0 || data_len > NODE_BLOCK_SIZE_MAX) return TERN_EPARSE;
+        /* The pin is dropped at once: a replicated store keeps unreferenced
+         * blocks until a BLOCKS_COLLECT command removes them. */
+        int rc = node_store_block_put(sm->store, &id, cmd + 2 + NODE_BLOCK_ID_BYTES, data_len);
+        if (rc == 0) node_store_block_unpin(sm->store, &id);
+        return rc;
+    }
+    case CMD_OBJECT_PUT:
+    case CMD_OBJECT_DELETE:
+    case CMD_UPLOAD_CREATE:
+    case CMD_PART_PUT:
+    case CMD_UPLOAD_COMPLETE:
+    case CMD_UPLOAD_ABORT:
+        return apply_manifest_cmd(sm, type, &r, &n);
+    case CMD_BLOCKS_COLLECT: {
+        uint32_t count = get_u32(&r);
+        if (r.bad || (size_t)(r.end - r.p) != (size_t)count * NODE_BLOCK_ID_BYTES)
+            return TERN_EPARSE;
+        node_block_id *ids = malloc(count ? count * sizeof *ids : 1);
+        if (ids == NULL) return TERN_ENOMEM;
+        for (uint32_t i = 0; i < count; i++)
+            memcpy(ids[i].bytes, r.p + (size_t)i * NODE_BLOCK_ID_BYTES, NODE_BLOCK_ID_BYTES);
+        uint64_t deleted = 0;
+        int rc = node_store_blocks_collect(sm->store, ids, count, &deleted);
+        free(ids);
+        return rc;
+    }
+    default:
+        return TERN_EPARSE;
+    }
+}
+
+/* ------------------------------------------------------------------ sessions */
+
+static void session_encode(const session *ss, uint8_t out[SESSION_RECORD_BYTES])
+{
+    out[0] = 1;
+    for (int k = 0; k < 8; k++) {
+        out[1 + k] = (uint8_t)(ss->max_seq >> (8 * k));
+        out[9 + k] = (uint8_t)(ss->window >> (8 * k));
+    }
+    memcpy(out + 17, ss->results, NODE_SM_SESSION_WINDOW);
+}
+
+static int session_decode(const char *rec, size_t len, session *ss)
+{
+    const uint8_t *p = (const uint8_t *)rec;
+    if (len != SESSION_RECORD_BYTES || p[0] != 1) return TERN_ECORRUPT;
+    ss->max_seq = ss->window = 0;
+    for (int k = 0; k < 8; k++) {
+        ss->max_seq |= (uint64_t)p[1 + k] << (8 * k);
+        ss->window |= (uint64_t)p[9 + k] << (8 * k);
+    }
+    memcpy(ss->results, p + 17, NODE_SM_SESSION_WINDOW);
+    return 0;
+}
+
+/* The session of client_id (loaded from the store on first use); NULL with *rc on error. */
+static session *session_of(node_sm *sm, uint64_t client_id, int *rc)
+{
+    for (size_t k = 0; k < sm->session_count; k++)
+        if (sm->sessions[k].client_id == client_id) return &sm->sessions[k];
+    if (sm->session_count == sm->session_cap) {
+        size_t cap = sm->session_cap ? 2 * sm->session_cap : 8;
+        session *grown = realloc(sm->sessions, cap * sizeof *grown);
+        if (grown == NULL) {
+            *rc = TERN_ENOMEM;
+            return NULL;
+        }
+        sm->sessions = grown;
+        sm->session_cap = cap;
+    }
+    session *ss = &sm->sessions[sm->session_count];
+    memset(ss, 0, sizeof *ss);
+    ss->client_id = client_id;
+    char *rec = NULL;
+    size_t len = 0;
+    *rc = node_store_session_get(sm->store, client_id, &rec, &len);
+    if (*rc == 0) {
+        *rc = session_decode(rec, len, ss);
+        free(rec);
+    } else if (*rc == TERN_ENOTFOUND) {
+        *rc = 0;
+    }
+    if (*rc != 0) return NULL;
+    sm->session_count++;
+    return ss;
+}
+
+/* Records seq's result, sliding the window forward when seq is the newest. */
+static void session_record(session *ss, uint64_t seq, int result)
+{
+    if (seq > ss->max_seq) {
+        uint64_t shift = seq - ss->max_seq;
+        ss->window = shift >= 64 ? 0 : ss->window << shift;
+        ss->max_seq = seq;
+    }
+    ss->window |= 1ull << (ss->max_seq - seq);
+    ss->results[seq % NODE_SM_SESSION_WINDOW] = (int8_t)result;
+}
+
+int node_sm_apply(node_sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, const void *cmd,
+                  size_t len)
+{
+    int rc = 0;
+    session *ss = NULL;
+    if (seq != 0) {
+        ss = session_of(sm, client_id, &rc);
+        if (ss == NULL) return TERN_EFAILED;
+        if (seq + NODE_SM_SESSION_WINDOW <= ss->max_seq) {
+            /* Older than the window: it may or may not have applied; never guess. */
+            rc = node_store_applied_put(sm->store, index, 0, NULL, 0);
+            return rc == 0 ? TERN_EPRECOND : TERN_EFAILED;
+        }
+        if (seq <= ss->max_seq && (ss->window >> (ss->max_seq - seq) & 1)) {
+            int result = ss->results[seq % NODE_SM_SESSION_WINDOW];
+            rc = node_store_applied_put(sm->store, index, 0, NULL, 0);
+            return rc == 0 ? result : TERN_EFAILED;
+        }
+    }
+    int result = apply_cmd(sm, cmd, len);
+    if (!deterministic(result)) {
+        node_log(NODE_LOG_ERROR, "sm", "apply of index %llu failed locally: %s (%s)",
+                 (unsigned long long)index, tern_strerror(result), node_store_errmsg(sm->store));
+        return TERN_EFAILED;
+    }
+    uint8_t rec[SESSION_RECORD_BYTES];
+    if (ss != NULL) {
+        session_record(ss, seq, result);
+        session_encode(ss, rec);
+    }
+    rc = node_store_applied_put(sm->store, index, client_id, ss ? rec : NULL, ss ? sizeof rec : 0);
+    return rc == 0 ? result : TERN_EFAILED;
+}
+
+/* ------------------------------------------------------------------ group callbacks */
+
+static int cb_apply(void *ctx, uint64_t index, uint64_t client_id, uint64_t seq, const void *cmd,
+                    size_t len)
+{
+    return node_sm_apply(ctx, index, client_id, seq, cmd, len);
+}
+
+static int cb_apply_other(void *ctx, uint64_t index)
+{
+    node_sm *sm = ctx;
+    return node_store_applied_put(sm->store, index, 0, NULL, 0) == 0 ? 0 : TERN_EFAILED;
+}
+
+static uint64_t cb_applied_index(void *ctx)
+{
+    node_sm *sm = ctx;
+    uint64_t index = 0;
+    /* node_sm_create read it once already: a failure here cannot be new. */
+    if (node_store_applied_get(sm->store, &index) != 0) index = 0;
+    return index;
+}
+
+static int cb_snapshot_create(void *ctx, const char *dir, uint64_t *index_out)
+{
+    node_sm *sm = ctx;
+    int rc = node_store_applied_get(sm->store, index_out);
+    if (rc == 0) rc = node_store_checkpoint(sm->store, dir);
+    return rc;
+}
+
+static int cb_snapshot_install(void *ctx, const char *dir)
+{
+    node_sm *sm = ctx;
+    int rc = node_store_checkpoint_install(sm->store, dir);
+    sm->session_count = 0; /* reloaded from the installed records on next use */
+    return rc;
+}
+
+int node_sm_create(node_store *store, node_sm **out)
+{
+    uint64_t applied;
+    int rc = node_store_applied_get(store, &applied);
+    if (rc != 0) return rc;
+    node_sm *sm = calloc(1, sizeof *sm);
+    if (sm == NULL) return TERN_ENOMEM;
+    sm->store = store;
+    *out = sm;
+    return 0;
+}
+
+void node_sm_free(node_sm *sm)
+{
+    if (sm == NULL) return;
+    free(sm->sessions);
+    free(sm);
+}
+
+void node_sm_callbacks(node_sm *sm, node_group_sm *out)
+{
+    memset(out, 0, sizeof *out);
+    out->ctx = sm;
+    out->apply = cb_apply;
+    out->apply_other = cb_apply_other;
+    out->applied_index = cb_applied_index;
+    out->snapshot_create = cb_snapshot_create;
+    out->snapshot_install = cb_snapshot_install;
+}

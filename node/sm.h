@@ -1,0 +1,84 @@
+/* node internal header (not public, used by node/ only): the region group's state machine. */
+#ifndef TERN_NODE_SM_H
+#define TERN_NODE_SM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "node.h"
+
+/*
+ * COMMANDS
+ *
+ * Every replicated change is one command: u8 version (1) | u8 type | fields,
+ * integers little-endian, strings as u32 length + bytes:
+ *   1 BUCKET_CREATE   name, region, i64 created_ms
+ *   2 BUCKET_DELETE   name
+ *   3 BLOCK_PUT       id[32], block bytes (the rest)
+ *   4 OBJECT_PUT      bucket, key, manifest record (the rest; store_codec format)
+ *   5 OBJECT_DELETE   bucket, key
+ *   6 UPLOAD_CREATE   bucket, key, upload id, i64 initiated_ms, template record (the rest)
+ *   7 PART_PUT        bucket, key, upload id, part record (the rest)
+ *   8 UPLOAD_COMPLETE bucket, key, upload id, manifest record (the rest)
+ *   9 UPLOAD_ABORT    bucket, key, upload id
+ *  10 BLOCKS_COLLECT  u32 count, ids[32] (delete those still unreferenced)
+ * A command carries every value its apply needs (upload ids, times): apply
+ * reads nothing but the replicated state, so every replica computes the
+ * same result.
+ *
+ * SESSIONS (exactly-once)
+ *
+ * A proposal carries (client_id, seq) from the group. Per client the state
+ * keeps the highest seq applied, a 64-bit window of which of the 64 seqs up
+ * to it were applied, and their results. A seq in the window that was
+ * applied is not applied again: its recorded result is returned. A seq
+ * older than the window answers TERN_EPRECOND without applying (the group
+ * retries a proposal within its 64 most recent ones only). seq 0 = no
+ * session (never deduplicated). Session records live in the store's meta
+ * ("raft/session/<hex id>"), written with the applied index after the change.
+ *
+ * RESULTS
+ *
+ * Deterministic results (0, ENOTFOUND, EEXIST, ENOTEMPTY, ECONFLICT, EINVAL,
+ * EPARSE) are returned to the proposer. A local failure (I/O error, full
+ * disk, no memory) is TERN_EFAILED: the group stops applying, because
+ * skipping the command would make this replica diverge.
+ */
+
+#define NODE_SM_SESSION_WINDOW 64
+
+typedef struct node_sm node_sm;
+struct node_group_sm;
+
+/* The state machine over store (which must be opened with replicated = true). */
+int node_sm_create(node_store *store, node_sm **out);
+void node_sm_free(node_sm *sm);
+/* The callbacks the region group drives (node/group.h). */
+void node_sm_callbacks(node_sm *sm, struct node_group_sm *out);
+
+/* Command builders: fill out (malloc'd, caller frees) with one encoded command. */
+int node_sm_encode_bucket_create(const char *name, const char *region, int64_t created_ms,
+                                 uint8_t **out, size_t *len);
+int node_sm_encode_bucket_delete(const char *name, uint8_t **out, size_t *len);
+int node_sm_encode_block_put(const node_block_id *id, const void *data, size_t data_len,
+                             uint8_t **out, size_t *len);
+int node_sm_encode_object_put(const char *bucket, const char *key, const node_manifest *m,
+                              uint8_t **out, size_t *len);
+int node_sm_encode_object_delete(const char *bucket, const char *key, uint8_t **out, size_t *len);
+int node_sm_encode_upload_create(const char *bucket, const char *key, const char *upload_id,
+                                 int64_t initiated_ms, const node_manifest *tmpl, uint8_t **out,
+                                 size_t *len);
+int node_sm_encode_part_put(const char *bucket, const char *key, const char *upload_id,
+                            const node_part *part, uint8_t **out, size_t *len);
+int node_sm_encode_upload_complete(const char *bucket, const char *key, const char *upload_id,
+                                   const node_manifest *final, uint8_t **out, size_t *len);
+int node_sm_encode_upload_abort(const char *bucket, const char *key, const char *upload_id,
+                                uint8_t **out, size_t *len);
+int node_sm_encode_blocks_collect(const node_block_id *ids, size_t count, uint8_t **out,
+                                  size_t *len);
+
+/* Applies one command directly (tests; the group uses the callbacks). */
+int node_sm_apply(node_sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, const void *cmd,
+                  size_t len);
+
+#endif

@@ -1,0 +1,245 @@
+/* Replicated-state support in the store: applied index, client sessions, checkpoints. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store_internal.h"
+
+/*
+ * The Raft log is the durable record of every replicated change; the store
+ * applies it without fsync and records, in the same WAL stream, which index
+ * it has applied ("raft/applied") and each client session ("raft/session/
+ * <hex id>", an opaque record of node_sm's). RocksDB recovers a prefix of
+ * its WAL after a crash, so the applied index it recovers never runs ahead
+ * of the state it describes; the group replays the log after it, and every
+ * command is idempotent on the state (see node/sm.c).
+ *
+ * Replicated meta keys are "counters" and "raft/..."; the others
+ * ("format", "scrub/cursor", "quarantine/...", "user/...") describe this
+ * node's copy only and are never copied by a checkpoint install.
+ */
+
+#define APPLIED_KEY    "raft/applied"
+#define SESSION_PREFIX "raft/session/"
+/* Bytes of puts gathered before an install writes a batch. */
+#define INSTALL_BATCH_BYTES (8u << 20)
+
+static void put_u64le(uint8_t *p, uint64_t v)
+{
+    for (int k = 0; k < 8; k++)
+        p[k] = (uint8_t)(v >> (8 * k));
+}
+
+static uint64_t get_u64le(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int k = 0; k < 8; k++)
+        v |= (uint64_t)p[k] << (8 * k);
+    return v;
+}
+
+static size_t session_key(char *buf, uint64_t client_id)
+{
+    size_t n = strlen(SESSION_PREFIX);
+    memcpy(buf, SESSION_PREFIX, n);
+    uint8_t be[8];
+    for (int k = 0; k < 8; k++)
+        be[k] = (uint8_t)(client_id >> (56 - 8 * k));
+    tern_hex(be, 8, buf + n);
+    return n + 16;
+}
+
+int node_store_applied_get(node_store *s, uint64_t *index)
+{
+    char *v = NULL;
+    size_t n = 0;
+    int rc = node__get(s, NODE__CF_META, APPLIED_KEY, strlen(APPLIED_KEY), &v, &n);
+    if (rc == TERN_ENOTFOUND) {
+        *index = 0;
+        return 0;
+    }
+    if (rc != 0) return rc;
+    if (n != 8) {
+        rocksdb_free(v);
+        node__errmsg_set("raft/applied record is corrupt (%zu bytes)", n);
+        return TERN_ECORRUPT;
+    }
+    *index = get_u64le((const uint8_t *)v);
+    rocksdb_free(v);
+    return 0;
+}
+
+int node_store_applied_put(node_store *s, uint64_t index, uint64_t client_id, const void *session,
+                           size_t session_len)
+{
+    int rc = node__check_writable(s);
+    if (rc != 0) return rc;
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    uint8_t le[8];
+    put_u64le(le, index);
+    rocksdb_writebatch_put_cf(b, s->cf[NODE__CF_META], APPLIED_KEY, strlen(APPLIED_KEY),
+                              (const char *)le, 8);
+    if (session != NULL) {
+        char key[64];
+        size_t key_len = session_key(key, client_id);
+        rocksdb_writebatch_put_cf(b, s->cf[NODE__CF_META], key, key_len, session, session_len);
+    }
+    rc = node__write(s, b, false, "record applied index");
+    rocksdb_writebatch_destroy(b);
+    return rc;
+}
+
+int node_store_session_get(node_store *s, uint64_t client_id, char **rec, size_t *len)
+{
+    char key[64];
+    size_t key_len = session_key(key, client_id);
+    char *v = NULL;
+    size_t n = 0;
+    int rc = node__get(s, NODE__CF_META, key, key_len, &v, &n);
+    if (rc != 0) return rc;
+    *rec = malloc(n ? n : 1);
+    if (*rec == NULL) {
+        rocksdb_free(v);
+        return TERN_ENOMEM;
+    }
+    memcpy(*rec, v, n);
+    *len = n;
+    rocksdb_free(v);
+    return 0;
+}
+
+int node_store_checkpoint(node_store *s, const char *dir)
+{
+    char *err = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &err);
+    if (err != NULL) return node__write_error(s, err, "checkpoint");
+    /* log_size_for_flush 0: memtables are flushed first, so the checkpoint is
+     * self-contained SST and blob files (hard links) and durable. */
+    rocksdb_checkpoint_create(cp, dir, 0, &err);
+    rocksdb_checkpoint_object_destroy(cp);
+    if (err != NULL) {
+        node__errmsg_set("checkpoint into %s: %s", dir, err);
+        rocksdb_free(err);
+        return TERN_EIO;
+    }
+    return 0;
+}
+
+/* True for meta keys that describe this node's copy only (never replicated). */
+static bool meta_key_local(const char *key, size_t len)
+{
+    return !(len == 8 && memcmp(key, "counters", 8) == 0) &&
+           !(len >= 5 && memcmp(key, "raft/", 5) == 0);
+}
+
+typedef struct {
+    node_store *s;
+    rocksdb_writebatch_t *b;
+    size_t bytes;
+    int rc;
+} install_batch;
+
+static void install_flush(install_batch *ib)
+{
+    if (ib->rc == 0 && ib->bytes > 0) ib->rc = node__write(ib->s, ib->b, false, "install");
+    rocksdb_writebatch_clear(ib->b);
+    ib->bytes = 0;
+}
+
+static int key_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c != 0 ? c : (alen > blen) - (alen < blen);
+}
+
+/* Makes live column family cf equal to the checkpoint's (meta: replicated keys only). */
+static void install_cf(install_batch *ib, rocksdb_t *src, rocksdb_column_family_handle_t *src_cf,
+                       int cf)
+{
+    node_store *s = ib->s;
+    rocksdb_iterator_t *live = rocksdb_create_iterator_cf(s->db, s->read_options, s->cf[cf]);
+    rocksdb_iterator_t *snap = rocksdb_create_iterator_cf(src, s->read_options, src_cf);
+    rocksdb_iter_seek_to_first(live);
+    rocksdb_iter_seek_to_first(snap);
+    for (;;) {
+        bool lv = rocksdb_iter_valid(live), sv = rocksdb_iter_valid(snap);
+        if (!lv && !sv) break;
+        size_t lk_len = 0, sk_len = 0;
+        const char *lk = lv ? rocksdb_iter_key(live, &lk_len) : NULL;
+        const char *sk = sv ? rocksdb_iter_key(snap, &sk_len) : NULL;
+        if (lv && cf == NODE__CF_META && meta_key_local(lk, lk_len)) {
+            rocksdb_iter_next(live);
+            continue;
+        }
+        if (sv && cf == NODE__CF_META && meta_key_local(sk, sk_len)) {
+            rocksdb_iter_next(snap);
+            continue;
+        }
+        int c = !lv ? 1 : !sv ? -1 : key_cmp(lk, lk_len, sk, sk_len);
+        if (c < 0) { /* only live has it */
+            rocksdb_writebatch_delete_cf(ib->b, s->cf[cf], lk, lk_len);
+            ib->bytes += lk_len;
+            rocksdb_iter_next(live);
+        } else {
+            size_t sv_len = 0, lv_len = 0;
+            const char *sval = rocksdb_iter_value(snap, &sv_len);
+            const char *lval = c == 0 ? rocksdb_iter_value(live, &lv_len) : NULL;
+            if (c != 0 || lv_len != sv_len || memcmp(lval, sval, sv_len) != 0) {
+                rocksdb_writebatch_put_cf(ib->b, s->cf[cf], sk, sk_len, sval, sv_len);
+                ib->bytes += sk_len + sv_len;
+            }
+            if (c == 0) rocksdb_iter_next(live);
+            rocksdb_iter_next(snap);
+        }
+        if (ib->bytes >= INSTALL_BATCH_BYTES) install_flush(ib);
+        if (ib->rc != 0) break;
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(live, &err);
+    if (err == NULL) rocksdb_iter_get_error(snap, &err);
+    if (err != NULL && ib->rc == 0)
+        ib->rc = node__read_error(s, err, "install: iterate");
+    else if (err != NULL)
+        rocksdb_free(err);
+    rocksdb_iter_destroy(live);
+    rocksdb_iter_destroy(snap);
+}
+
+int node_store_checkpoint_install(node_store *s, const char *dir)
+{
+    int rc = node__check_writable(s);
+    if (rc != 0) return rc;
+    rocksdb_column_family_handle_t *src_cf[NODE__CF_COUNT] = {0};
+    char *err = NULL;
+    rocksdb_t *src = rocksdb_open_for_read_only_column_families(
+        s->db_options, dir, NODE__CF_COUNT, node__cf_names,
+        (const rocksdb_options_t *const *)s->cf_options, src_cf, 0, &err);
+    if (err != NULL) {
+        node__errmsg_set("install: open checkpoint %s: %s", dir, err);
+        rocksdb_free(err);
+        return TERN_ECORRUPT;
+    }
+    pthread_mutex_lock(&s->commit_mu);
+    install_batch ib = {.s = s, .b = rocksdb_writebatch_create()};
+    for (int cf = NODE__CF_BLOCKS; cf < NODE__CF_COUNT && ib.rc == 0; cf++)
+        install_cf(&ib, src, src_cf[cf], cf);
+    install_flush(&ib);
+    rocksdb_writebatch_destroy(ib.b);
+    rc = ib.rc;
+    if (rc == 0) {
+        char *v = NULL;
+        size_t n = 0;
+        rc = node__get(s, NODE__CF_META, "counters", 8, &v, &n);
+        if (rc == 0) {
+            rc = node__counters_decode(v, n, &s->counters);
+            rocksdb_free(v);
+        }
+        if (rc != 0) node__errmsg_set("install: the checkpoint's counters are unreadable");
+    }
+    pthread_mutex_unlock(&s->commit_mu);
+    for (int cf = 0; cf < NODE__CF_COUNT; cf++)
+        if (src_cf[cf] != NULL) rocksdb_column_family_handle_destroy(src_cf[cf]);
+    rocksdb_close(src);
+    return rc;
+}

@@ -1,0 +1,320 @@
+/* Unit tests of the region group's state machine: commands, exactly-once sessions, checkpoints. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "group.h"
+#include "sm.h"
+#include "store_fixture.h"
+
+typedef struct {
+    fixture f;
+    node_sm *sm;
+    uint64_t index;
+} smfix;
+
+static int setup_sm(void **state)
+{
+    smfix *x = calloc(1, sizeof *x);
+    if (x == NULL) return -1;
+    strcpy(x->f.dir, "/tmp/tern-sm-XXXXXX");
+    if (mkdtemp(x->f.dir) == NULL) return -1;
+    x->f.replicated = true;
+    fixture_open(&x->f);
+    if (node_sm_create(x->f.s, &x->sm) != 0) return -1;
+    *state = x;
+    return 0;
+}
+
+static int teardown_sm(void **state)
+{
+    smfix *x = *state;
+    node_sm_free(x->sm);
+    node_store_close(x->f.s);
+    nftw(x->f.dir, fixture_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(x);
+    return 0;
+}
+
+/* Applies an encoded command at the next index; frees it; returns the result. */
+static int apply(smfix *x, uint64_t client, uint64_t seq, uint8_t *cmd, size_t len)
+{
+    int rc = node_sm_apply(x->sm, ++x->index, client, seq, cmd, len);
+    free(cmd);
+    return rc;
+}
+
+static int bucket_create(smfix *x, const char *name)
+{
+    uint8_t *c;
+    size_t n;
+    assert_int_equal(node_sm_encode_bucket_create(name, "r1", 1000, &c, &n), 0);
+    return apply(x, 0, 0, c, n);
+}
+
+/* Puts a block through a command; returns its reference. */
+static node_block_ref block_cmd(smfix *x, uint32_t seed, size_t len)
+{
+    uint8_t *buf = malloc(len);
+    assert_non_null(buf);
+    fill(buf, len, seed);
+    node_block_ref ref = {.size_bytes = (uint32_t)len};
+    node_block_hash(buf, len, &ref.id);
+    uint8_t *c;
+    size_t n;
+    assert_int_equal(node_sm_encode_block_put(&ref.id, buf, len, &c, &n), 0);
+    free(buf);
+    assert_int_equal(apply(x, 0, 0, c, n), 0);
+    return ref;
+}
+
+static node_manifest manifest_of(node_block_ref *blocks, size_t count, const char *etag)
+{
+    node_manifest m = {.block_count = count, .blocks = blocks, .last_modified_ms = 5};
+    for (size_t i = 0; i < count; i++)
+        m.size_bytes += blocks[i].size_bytes;
+    snprintf(m.etag, sizeof m.etag, "%s", etag);
+    return m;
+}
+
+static int object_put(smfix *x, uint64_t client, uint64_t seq, const char *key, node_manifest *m)
+{
+    uint8_t *c;
+    size_t n;
+    assert_int_equal(node_sm_encode_object_put("bkt", key, m, &c, &n), 0);
+    return apply(x, client, seq, c, n);
+}
+
+static void assert_etag(smfix *x, const char *key, const char *etag)
+{
+    node_manifest *m = NULL;
+    assert_int_equal(node_store_object_get(x->f.s, "bkt", key, &m), 0);
+    assert_string_equal(m->etag, etag);
+    node_manifest_free(m);
+}
+
+static void test_commands_apply_and_record_index(void **state)
+{
+    smfix *x = *state;
+    assert_int_equal(bucket_create(x, "bkt"), 0);
+    assert_int_equal(bucket_create(x, "bkt"), TERN_EEXIST);
+    node_block_ref b = block_cmd(x, 1, 4096);
+    node_manifest m = manifest_of(&b, 1, "e1");
+    assert_int_equal(object_put(x, 0, 0, "k", &m), 0);
+    assert_etag(x, "k", "e1");
+    /* A manifest naming a block never put is refused alike on every replica. */
+    node_block_ref missing = {.size_bytes = 10};
+    memset(missing.id.bytes, 0x5a, sizeof missing.id.bytes);
+    node_manifest bad = manifest_of(&missing, 1, "e2");
+    assert_int_equal(object_put(x, 0, 0, "k2", &bad), TERN_ECONFLICT);
+    uint8_t *c;
+    size_t n;
+    assert_int_equal(node_sm_encode_bucket_delete("bkt", &c, &n), 0);
+    assert_int_equal(apply(x, 0, 0, c, n), TERN_ENOTEMPTY);
+    assert_int_equal(node_sm_encode_object_delete("bkt", "k", &c, &n), 0);
+    assert_int_equal(apply(x, 0, 0, c, n), 0);
+    assert_int_equal(node_sm_encode_object_delete("bkt", "k", &c, &n), 0);
+    assert_int_equal(apply(x, 0, 0, c, n), TERN_ENOTFOUND);
+    uint64_t applied = 0;
+    assert_int_equal(node_store_applied_get(x->f.s, &applied), 0);
+    assert_int_equal(applied, x->index);
+}
+
+static void test_retry_applies_once(void **state)
+{
+    smfix *x = *state;
+    assert_int_equal(bucket_create(x, "bkt"), 0);
+    node_block_ref b1 = block_cmd(x, 1, 4096), b2 = block_cmd(x, 2, 4096);
+    node_manifest m1 = manifest_of(&b1, 1, "v1"), m2 = manifest_of(&b2, 1, "v2");
+    const uint64_t client = 0x0100000000000007ull;
+    assert_int_equal(object_put(x, client, 1, "k", &m1), 0);
+    assert_int_equal(object_put(x, 0, 0, "k", &m2), 0); /* another writer */
+    /* The retry of seq 1 (e.g. re-sent to a new leader) must not revert k to v1. */
+    assert_int_equal(object_put(x, client, 1, "k", &m1), 0);
+    assert_etag(x, "k", "v2");
+    /* v1's block lost its last reference to v2 and was deleted: seq 2 fails, and its retry
+     * returns the recorded failure even once the block is back. */
+    assert_int_equal(object_put(x, client, 2, "k2", &m1), TERN_ECONFLICT);
+    block_cmd(x, 1, 4096);
+    assert_int_equal(object_put(x, client, 2, "k2", &m1), TERN_ECONFLICT);
+    node_manifest *none = NULL;
+    assert_int_equal(node_store_object_get(x->f.s, "bkt", "k2", &none), TERN_ENOTFOUND);
+    /* Sessions survive a restart of the node. */
+    node_sm_free(x->sm);
+    fixture_reopen(&x->f);
+    assert_int_equal(node_sm_create(x->f.s, &x->sm), 0);
+    assert_int_equal(object_put(x, client, 1, "k", &m1), 0);
+    assert_etag(x, "k", "v2");
+    /* Out-of-order seqs inside the window each apply once. */
+    assert_int_equal(object_put(x, client, 10, "a", &m1), 0);
+    assert_int_equal(object_put(x, client, 5, "b", &m1), 0);
+    assert_int_equal(object_put(x, 0, 0, "b", &m2), 0);
+    assert_int_equal(object_put(x, client, 5, "b", &m1), 0);
+    assert_etag(x, "b", "v2");
+    /* Beyond the window the answer is "unknown", never a second apply. */
+    assert_int_equal(object_put(x, client, 10 + NODE_SM_SESSION_WINDOW, "c", &m1), 0);
+    assert_int_equal(object_put(x, 0, 0, "a", &m2), 0);
+    assert_int_equal(object_put(x, client, 10, "a", &m1), TERN_EPRECOND);
+    assert_etag(x, "a", "v2");
+}
+
+static void test_replay_is_idempotent(void **state)
+{
+    smfix *x = *state;
+    assert_int_equal(bucket_create(x, "bkt"), 0);
+    node_block_ref b[2] = {block_cmd(x, 1, 8192), block_cmd(x, 2, 8192)};
+    node_manifest m = manifest_of(b, 2, "v1");
+    assert_int_equal(object_put(x, 0, 0, "k", &m), 0);
+    node_store_stats before, after;
+    assert_int_equal(node_store_stats_get(x->f.s, &before), 0);
+    /* A crash may lose the applied index of the last command: replaying it changes nothing. */
+    node_block_ref again = block_cmd(x, 2, 8192);
+    assert_memory_equal(again.id.bytes, b[1].id.bytes, NODE_BLOCK_ID_BYTES);
+    assert_int_equal(object_put(x, 0, 0, "k", &m), 0);
+    assert_int_equal(node_store_stats_get(x->f.s, &after), 0);
+    assert_int_equal(after.object_count, before.object_count);
+    assert_int_equal(after.referenced_block_bytes, before.referenced_block_bytes);
+    assert_int_equal(after.block_count, before.block_count);
+}
+
+static void test_malformed_commands_are_refused(void **state)
+{
+    smfix *x = *state;
+    assert_int_equal(bucket_create(x, "bkt"), 0);
+    node_block_ref b = block_cmd(x, 1, 4096);
+    node_manifest m = manifest_of(&b, 1, "v1");
+    uint8_t *c;
+    size_t n;
+    assert_int_equal(node_sm_encode_object_put("bkt", "k", &m, &c, &n), 0);
+    /* Every truncation is refused as malformed and changes nothing. */
+    for (size_t len = 0; len < n; len++)
+        assert_int_equal(node_sm_apply(x->sm, ++x->index, 0, 0, c, len), TERN_EPARSE);
+    c[0] = 9; /* unknown version */
+    assert_int_equal(node_sm_apply(x->sm, ++x->index, 0, 0, c, n), TERN_EPARSE);
+    c[0] = 1;
+    c[1] = 99; /* unknown type */
+    assert_int_equal(node_sm_apply(x->sm, ++x->index, 0, 0, c, n), TERN_EPARSE);
+    free(c);
+    node_manifest *got = NULL;
+    assert_int_equal(node_store_object_get(x->f.s, "bkt", "k", &got), TERN_ENOTFOUND);
+}
+
+static void test_multipart_through_commands(void **state)
+{
+    smfix *x = *state;
+    assert_int_equal(bucket_create(x, "bkt"), 0);
+    const char *id = "0123456789abcdef0123456789abcdef";
+    uint8_t *c;
+    size_t n;
+    assert_int_equal(node_sm_encode_upload_create("bkt", "big", id, 77, NULL, &c, &n), 0);
+    assert_int_equal(apply(x, 0, 0, c, n), 0);
+    node_block_ref b = block_cmd(x, 3, 4096);
+    node_part part = {.part_number = 1, .size_bytes = 4096, .block_count = 1, .blocks = &b};
+    strcpy(part.etag, "p1");
+    assert_int_equal(node_sm_encode_part_put("bkt", "big", id, &part, &c, &n), 0);
+    assert_int_equal(apply(x, 0, 0, c, n), 0);
+    node_manifest final = manifest_of(&b, 1, "f-1");
+    assert_int_equal(node_sm_encode_upload_complete("bkt", "big", id, &final, &c, &n), 0);
+    assert_int_equal(apply(x, 0, 0, c, n), 0);
+    assert_etag(x, "big", "f-1");
+    assert_int_equal(node_sm_encode_upload_abort("bkt", "big", id, &c, &n), 0);
+    assert_int_equal(apply(x, 0, 0, c, n), TERN_ENOTFOUND);
+}
+
+static void test_orphans_are_reported_and_collected_by_command(void **state)
+{
+    smfix *x = *state;
+    assert_int_equal(bucket_create(x, "bkt"), 0);
+    node_block_ref kept = block_cmd(x, 1, 4096), orphan = block_cmd(x, 2, 4096);
+    node_manifest m = manifest_of(&kept, 1, "v1");
+    assert_int_equal(object_put(x, 0, 0, "k", &m), 0);
+    node_scrub_result r;
+    assert_int_equal(node_store_scrub_step(x->f.s, 1u << 30, &r), 0);
+    assert_int_equal(r.orphans_deleted, 0); /* a replicated store never collects on its own */
+    assert_int_equal(r.orphan_count, 1);
+    assert_memory_equal(r.orphans[0].bytes, orphan.id.bytes, NODE_BLOCK_ID_BYTES);
+    free(r.orphans);
+    node_block_id ids[2] = {kept.id, orphan.id};
+    uint8_t *c;
+    size_t n;
+    assert_int_equal(node_sm_encode_blocks_collect(ids, 2, &c, &n), 0);
+    assert_int_equal(apply(x, 0, 0, c, n), 0);
+    void *data;
+    size_t len;
+    assert_int_equal(node_store_block_get(x->f.s, &orphan.id, false, &data, &len), TERN_ENOTFOUND);
+    assert_int_equal(node_store_block_get(x->f.s, &kept.id, false, &data, &len), 0);
+    free(data);
+}
+
+static void test_checkpoint_install_replaces_replicated_state(void **state)
+{
+    smfix *x = *state;
+    assert_int_equal(bucket_create(x, "bkt"), 0);
+    node_block_ref b = block_cmd(x, 1, 4096);
+    node_manifest m = manifest_of(&b, 1, "leader");
+    assert_int_equal(object_put(x, 0x42, 1, "k", &m), 0);
+    char cp[96];
+    snprintf(cp, sizeof cp, "%s/checkpoint", x->f.dir);
+    assert_int_equal(node_store_checkpoint(x->f.s, cp), 0);
+
+    /* A second replica that diverged (it missed entries and holds other data). */
+    smfix *y = NULL;
+    assert_int_equal(setup_sm((void **)&y), 0);
+    assert_int_equal(bucket_create(y, "other"), 0);
+    assert_int_equal(bucket_create(y, "bkt"), 0);
+    node_block_ref ob = block_cmd(y, 9, 4096);
+    node_manifest om = manifest_of(&ob, 1, "stale");
+    assert_int_equal(object_put(y, 0, 0, "k", &om), 0);
+    assert_int_equal(object_put(y, 0, 0, "extra", &om), 0);
+    assert_int_equal(node_store_meta_put(y->f.s, "local", "mine", 5), 0);
+
+    node_group_sm cbs;
+    node_sm_callbacks(y->sm, &cbs);
+    assert_int_equal(cbs.snapshot_install(cbs.ctx, cp), 0);
+    node_bucket bk;
+    assert_int_equal(node_store_bucket_get(y->f.s, "other", &bk), TERN_ENOTFOUND);
+    assert_etag(y, "k", "leader");
+    node_manifest *got = NULL;
+    assert_int_equal(node_store_object_get(y->f.s, "bkt", "extra", &got), TERN_ENOTFOUND);
+    void *data;
+    size_t len;
+    assert_int_equal(node_store_block_get(y->f.s, &b.id, true, &data, &len), 0);
+    free(data);
+    assert_int_equal(node_store_block_get(y->f.s, &ob.id, false, &data, &len), TERN_ENOTFOUND);
+    node_store_stats sx, sy;
+    assert_int_equal(node_store_stats_get(x->f.s, &sx), 0);
+    assert_int_equal(node_store_stats_get(y->f.s, &sy), 0);
+    assert_int_equal(sy.object_count, sx.object_count);
+    assert_int_equal(sy.block_count, sx.block_count);
+    assert_int_equal(cbs.applied_index(cbs.ctx), x->index);
+    char *v;
+    assert_int_equal(node_store_meta_get(y->f.s, "local", &v, &len), 0); /* local meta kept */
+    assert_string_equal(v, "mine");
+    free(v);
+    /* The installed session deduplicates a retry on the new replica too. */
+    y->index = x->index;
+    node_manifest m2 = manifest_of(&b, 1, "v2");
+    assert_int_equal(object_put(y, 0, 0, "k", &m2), 0);
+    assert_int_equal(object_put(y, 0x42, 1, "k", &m), 0);
+    assert_etag(y, "k", "v2");
+    teardown_sm((void **)&y);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_commands_apply_and_record_index, setup_sm,
+                                        teardown_sm),
+        cmocka_unit_test_setup_teardown(test_retry_applies_once, setup_sm, teardown_sm),
+        cmocka_unit_test_setup_teardown(test_replay_is_idempotent, setup_sm, teardown_sm),
+        cmocka_unit_test_setup_teardown(test_malformed_commands_are_refused, setup_sm, teardown_sm),
+        cmocka_unit_test_setup_teardown(test_multipart_through_commands, setup_sm, teardown_sm),
+        cmocka_unit_test_setup_teardown(test_orphans_are_reported_and_collected_by_command,
+                                        setup_sm, teardown_sm),
+        cmocka_unit_test_setup_teardown(test_checkpoint_install_replaces_replicated_state, setup_sm,
+                                        teardown_sm),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
