@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "group.h"
 #include "server_internal.h"
 
 typedef struct {
@@ -116,6 +117,96 @@ static void status_done(api__req *r, void *arg)
     free(j);
 }
 
+/* ---- /_tern/cluster: the region group's status and membership changes ---- */
+
+static void respond_json(api__req *r, int status, json_t *root)
+{
+    char *text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
+    json_decref(root);
+    if (text == NULL) {
+        api__respond_error(r, "InternalError", "Out of memory.");
+        return;
+    }
+    api__respond(r, status, NULL, "application/json", text, strlen(text));
+    free(text);
+}
+
+static void cluster_status(api__req *r)
+{
+    node_group_status st;
+    node_group_status_get(r->server->group, &st);
+    json_t *members = json_array();
+    for (size_t i = 0; i < st.member_count; i++) {
+        const node_group_member *m = &st.members[i];
+        json_array_append_new(
+            members, json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:b}", "id", (json_int_t)m->id,
+                               "role", m->role == NODE_GROUP_VOTER ? "voter" : "learner", "peer",
+                               m->address, "s3", m->s3_address, "match", (json_int_t)m->match,
+                               "lag", (json_int_t)m->lag, "active", m->active));
+    }
+    json_t *root = json_pack(
+        "{s:I, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:b, s:o}", "node_id",
+        (json_int_t)st.node_id, "region", st.region, "role", st.role, "term", (json_int_t)st.term,
+        "leader_id", (json_int_t)st.leader_id, "leader_s3", st.leader_s3_address, "commit_index",
+        (json_int_t)st.commit_index, "applied_index", (json_int_t)st.applied_index, "last_index",
+        (json_int_t)st.last_index, "snapshot_index", (json_int_t)st.snapshot_index, "failed",
+        st.failed, "members", members);
+    respond_json(r, 200, root);
+}
+
+static void cluster_change_done(api__req *r, int status)
+{
+    if (status == 0) {
+        respond_json(r, 200, json_pack("{s:b}", "ok", 1));
+        return;
+    }
+    int http = status == TERN_EINVAL      ? 400
+               : status == TERN_EAGAIN    ? 409
+               : status == TERN_ENOTSUP   ? 501
+               : status == TERN_ETIMEDOUT ? 504
+                                          : 503;
+    respond_json(r, http,
+                 json_pack("{s:s, s:s}", "code", tern_errname(status), "error",
+                           status == TERN_EAGAIN
+                               ? "another membership change or transfer is in progress, or the "
+                                 "learner has not caught up; retry"
+                               : tern_strerror(status)));
+}
+
+static void cluster_change(api__req *r)
+{
+    const char *action = r->key + strlen("cluster/");
+    const char *id_text = api__req_param(r, "id");
+    const char *peer = api__req_param(r, "peer");
+    char *end = NULL;
+    unsigned long long id = id_text ? strtoull(id_text, &end, 10) : 0;
+    if (id_text == NULL || *end != '\0' || id == 0) {
+        respond_json(r, 400,
+                     json_pack("{s:s, s:s}", "code", "EINVAL", "error",
+                               "id must be a node id (a positive integer)"));
+        return;
+    }
+    node_group *g = r->server->group;
+    void *held = api__hold(r, cluster_change_done);
+    int rc;
+    if (strcmp(action, "add-node") == 0) {
+        if (peer == NULL || peer[0] == '\0') {
+            api__held_done(held, TERN_EINVAL);
+            return;
+        }
+        rc = node_group_add_node(g, id, peer, api__held_done, held);
+    } else if (strcmp(action, "promote-node") == 0) {
+        rc = node_group_promote_node(g, id, api__held_done, held);
+    } else if (strcmp(action, "remove-node") == 0) {
+        rc = node_group_remove_node(g, id, api__held_done, held);
+    } else if (strcmp(action, "transfer-leader") == 0) {
+        rc = node_group_transfer_leader(g, id, api__held_done, held);
+    } else {
+        rc = TERN_ENOTSUP;
+    }
+    if (rc != 0) api__held_done(held, rc);
+}
+
 void api__admin_handle(api__req *r)
 {
     switch (r->op) {
@@ -125,6 +216,8 @@ void api__admin_handle(api__req *r)
     case API_OP_READY:
         if (r->server->draining)
             api__respond(r, 503, NULL, "text/plain", "shutting down\n", 14);
+        else if (!node_group_ready(r->server->group))
+            api__respond(r, 503, NULL, "text/plain", "no leader\n", 10);
         else
             api__respond(r, 200, NULL, "text/plain", "ok\n", 3);
         return;
@@ -136,6 +229,12 @@ void api__admin_handle(api__req *r)
         api__job_submit(r, stats_work, r->op == API_OP_METRICS ? metrics_done : status_done, j);
         return;
     }
+    case API_OP_ADMIN_CLUSTER:
+        cluster_status(r);
+        return;
+    case API_OP_ADMIN_CLUSTER_CHANGE:
+        cluster_change(r);
+        return;
     default:
         api__respond_error(r, "InvalidRequest", "Unknown admin endpoint.");
     }

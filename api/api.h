@@ -11,7 +11,8 @@ typedef struct api_server api_server;
 
 typedef struct {
     uv_loop_t *loop;
-    node_store *store;
+    node_store *store; /* reads; every change goes through group */
+    node_group *group;
     node_metrics *metrics;
     const node_config *config;
     int64_t started_ms;

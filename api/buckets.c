@@ -73,6 +73,7 @@ static bucket_job *job_new(api__req *r, void (*work)(bucket_job *j))
 
 static void list_buckets_work(bucket_job *j)
 {
+    if ((j->rc = node_group_read_barrier_wait(j->r->server->group)) != 0) return;
     node_bucket *buckets = NULL;
     size_t count = 0;
     j->rc = node_store_bucket_list(j->store, &buckets, &count);
@@ -95,7 +96,8 @@ static void list_buckets_work(bucket_job *j)
 static void create_bucket_work(bucket_job *j)
 {
     api__req *r = j->r;
-    j->rc = node_store_bucket_create(j->store, r->bucket, r->server->config->region, tern_now_ms());
+    j->rc = node_cmd_bucket_create(r->server->group, r->bucket, r->server->config->region,
+                                   tern_now_ms());
     if (j->rc == TERN_EEXIST) {
         j->s3_code = "BucketAlreadyOwnedByYou";
         j->message = "Your previous request to create the named bucket succeeded and you "
@@ -105,13 +107,14 @@ static void create_bucket_work(bucket_job *j)
 
 static void head_bucket_work(bucket_job *j)
 {
+    if ((j->rc = node_group_read_barrier_wait(j->r->server->group)) != 0) return;
     node_bucket b;
     j->rc = node_store_bucket_get(j->store, j->r->bucket, &b);
 }
 
 static void delete_bucket_work(bucket_job *j)
 {
-    j->rc = node_store_bucket_delete(j->store, j->r->bucket);
+    j->rc = node_cmd_bucket_delete(j->r->server->group, j->r->bucket);
     if (j->rc == TERN_ENOTEMPTY) {
         j->s3_code = "BucketNotEmpty";
         j->message = "The bucket you tried to delete is not empty.";
@@ -121,6 +124,7 @@ static void delete_bucket_work(bucket_job *j)
 
 static void location_work(bucket_job *j)
 {
+    if ((j->rc = node_group_read_barrier_wait(j->r->server->group)) != 0) return;
     node_bucket b;
     j->rc = node_store_bucket_get(j->store, j->r->bucket, &b);
     if (j->rc != 0) return;
@@ -299,6 +303,7 @@ out:
 
 static void list_work(bucket_job *j)
 {
+    if ((j->rc = node_group_read_barrier_wait(j->r->server->group)) != 0) return;
     api__req *r = j->r;
     node_bucket b;
     j->rc = node_store_bucket_get(j->store, r->bucket, &b);
@@ -357,7 +362,7 @@ static void delete_objects_work(bucket_job *j)
         const char *key = j->keys[i];
         int rc = api__object_key_check(key, strlen(key));
         if (rc == 0) {
-            rc = node_store_object_delete(j->store, r->bucket, key);
+            rc = node_cmd_object_delete(r->server->group, r->bucket, key);
             if (rc == TERN_ENOTFOUND) rc = 0;
         }
         if (rc == 0) {

@@ -359,12 +359,14 @@ static void manifest_done(api__req *r, void *arg)
     get_respond(r, g);
 }
 
-void api__get_start(api__req *r, bool head)
+/* The read starts once the barrier has passed: its view sees every committed change. */
+static void get_after_barrier(api__req *r, int status)
 {
-    api__get *g = calloc(1, sizeof *g);
-    assert(g != NULL);
-    g->head = head;
-    r->get = g;
+    api__get *g = r->get;
+    if (status != 0) {
+        api__respond_store_error(r, status, "NoSuchKey");
+        return;
+    }
     if (node_store_view_open(r->server->store, &g->view) != 0) {
         api__respond_error(r, "InternalError", "Out of memory.");
         return;
@@ -381,4 +383,13 @@ void api__get_start(api__req *r, bool head)
     j->bucket = r->bucket;
     j->key = r->key;
     api__job_submit(r, manifest_work, manifest_done, j);
+}
+
+void api__get_start(api__req *r, bool head)
+{
+    api__get *g = calloc(1, sizeof *g);
+    assert(g != NULL);
+    g->head = head;
+    r->get = g;
+    api__read_barrier(r, get_after_barrier);
 }

@@ -80,8 +80,8 @@ static void create_work(mp_job *j)
 {
     api__req *r = j->r;
     char upload_id[NODE_UPLOAD_ID_MAX + 1];
-    j->rc =
-        node_store_upload_create(j->store, r->bucket, r->key, &j->tmpl, tern_now_ms(), upload_id);
+    j->rc = node_cmd_upload_create(r->server->group, r->bucket, r->key, &j->tmpl, tern_now_ms(),
+                                   upload_id);
     if (j->rc == TERN_ENOTFOUND) {
         j->not_found_code = "NoSuchBucket";
         return;
@@ -167,6 +167,7 @@ static int build_final(mp_job *j, const node_part *stored, size_t stored_count,
 
 static void complete_work(mp_job *j)
 {
+    if ((j->rc = node_group_read_barrier_wait(j->r->server->group)) != 0) return;
     api__req *r = j->r;
     const char *upload_id = api__req_param(r, "uploadId");
     node_manifest *tmpl = NULL;
@@ -185,7 +186,8 @@ static void complete_work(mp_job *j)
         final.last_modified_ms = tern_now_ms();
         j->rc = build_final(j, stored, stored_count, &final);
         if (j->rc == 0)
-            j->rc = node_store_upload_complete(j->store, r->bucket, r->key, upload_id, &final);
+            j->rc =
+                node_cmd_upload_complete(r->server->group, r->bucket, r->key, upload_id, &final);
         if (j->rc == 0) {
             api__buf_printf(&j->body,
                             XML_HEADER "<CompleteMultipartUploadResult " S3_XMLNS ">"
@@ -207,7 +209,8 @@ static void complete_work(mp_job *j)
 static void abort_work(mp_job *j)
 {
     api__req *r = j->r;
-    j->rc = node_store_upload_abort(j->store, r->bucket, r->key, api__req_param(r, "uploadId"));
+    j->rc =
+        node_cmd_upload_abort(r->server->group, r->bucket, r->key, api__req_param(r, "uploadId"));
     if (j->rc == TERN_ENOTFOUND) upload_not_found(j);
     j->status = 204;
 }
@@ -224,6 +227,7 @@ static uint32_t param_u32(const api__req *r, const char *name, uint32_t dflt, ui
 
 static void list_parts_work(mp_job *j)
 {
+    if ((j->rc = node_group_read_barrier_wait(j->r->server->group)) != 0) return;
     api__req *r = j->r;
     const char *upload_id = api__req_param(r, "uploadId");
     node_manifest *tmpl = NULL;
@@ -273,6 +277,7 @@ static void list_parts_work(mp_job *j)
 
 static void list_uploads_work(mp_job *j)
 {
+    if ((j->rc = node_group_read_barrier_wait(j->r->server->group)) != 0) return;
     api__req *r = j->r;
     node_bucket b;
     j->rc = node_store_bucket_get(j->store, r->bucket, &b);

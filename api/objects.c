@@ -36,7 +36,6 @@ struct api__put {
     api__chunked *chunked;
     node_block_ref *blocks;
     size_t block_count, block_cap;
-    size_t unpinned; /* blocks [0, unpinned) were already unpinned */
     uint64_t size;
     int error;
     bool finishing;
@@ -58,9 +57,6 @@ static void put_pump(api__put *p);
 void api__put_free(api__put *p)
 {
     if (p == NULL) return;
-    node_store *store = p->r->server->store;
-    for (size_t i = p->unpinned; i < p->block_count; i++)
-        node_store_block_unpin(store, &p->blocks[i].id);
     free(p->blocks);
     free(p->fill);
     free(p->spare);
@@ -72,18 +68,11 @@ void api__put_free(api__put *p)
     free(p);
 }
 
-static void put_unpin_all(api__put *p)
-{
-    node_store *store = p->r->server->store;
-    for (size_t i = p->unpinned; i < p->block_count; i++)
-        node_store_block_unpin(store, &p->blocks[i].id);
-    p->unpinned = p->block_count;
-}
-
 /* ---- precheck: the bucket (and upload) must exist before any body byte is stored ---- */
 
 typedef struct {
     node_store *store;
+    node_group *group;
     char *bucket, *key, *upload_id;
     uint64_t expected_bytes; /* UINT64_MAX when unknown (chunked) */
     uint64_t reserve_bytes;
@@ -96,6 +85,10 @@ static void precheck_work(void *arg)
     precheck_job *j = arg;
     node_bucket b;
     j->rc = node_store_bucket_get(j->store, j->bucket, &b);
+    /* Absent here may only mean this replica has not applied the creation yet: wait until
+     * it has applied everything committed, then look again (rare, so no barrier up front). */
+    if (j->rc == TERN_ENOTFOUND && (j->rc = node_group_read_barrier_wait(j->group)) == 0)
+        j->rc = node_store_bucket_get(j->store, j->bucket, &b);
     if (j->rc == TERN_ENOTFOUND) {
         j->bucket_missing = true;
         return;
@@ -110,6 +103,8 @@ static void precheck_work(void *arg)
     if (j->rc == 0 && j->upload_id) {
         node_manifest *tmpl = NULL;
         j->rc = node_store_upload_get(j->store, j->bucket, j->key, j->upload_id, &tmpl);
+        if (j->rc == TERN_ENOTFOUND && (j->rc = node_group_read_barrier_wait(j->group)) == 0)
+            j->rc = node_store_upload_get(j->store, j->bucket, j->key, j->upload_id, &tmpl);
         node_manifest_free(tmpl);
     }
 }
@@ -210,6 +205,7 @@ int api__put_begin(api__req *r, bool is_part)
     precheck_job *j = calloc(1, sizeof *j);
     if (j == NULL) return TERN_ENOMEM;
     j->store = r->server->store;
+    j->group = r->server->group;
     j->bucket = r->bucket;
     j->key = r->key;
     j->upload_id = p->upload_id;
@@ -229,7 +225,7 @@ static void block_work(void *arg)
     EVP_DigestUpdate(p->md5, j->data, j->len);
     if (p->sha) EVP_DigestUpdate(p->sha, j->data, j->len);
     node_block_hash(j->data, j->len, &j->id);
-    j->rc = node_store_block_put(p->r->server->store, &j->id, j->data, j->len);
+    j->rc = node_cmd_block_put(p->r->server->group, &j->id, j->data, j->len);
 }
 
 static int blocks_append(api__put *p, const node_block_id *id, size_t len)
@@ -251,10 +247,8 @@ static void block_done(api__req *r, void *arg)
 {
     block_job *j = arg;
     api__put *p = j->p;
-    if (j->rc == 0 && blocks_append(p, &j->id, j->len) != 0) {
-        node_store_block_unpin(r->server->store, &j->id);
-        j->rc = TERN_ENOMEM;
-    }
+    /* A committed block nothing refers to is collected later (BLOCKS_COLLECT). */
+    if (j->rc == 0 && blocks_append(p, &j->id, j->len) != 0) j->rc = TERN_ENOMEM;
     if (j->rc != 0 && p->error == 0) p->error = j->rc;
     /* Recycle the buffer as the spare. */
     assert(p->spare == NULL);
@@ -511,10 +505,9 @@ static void commit_work(void *arg)
                           .block_count = p->block_count,
                           .blocks = p->blocks};
         memcpy(part.etag, j->m.etag, sizeof part.etag);
-        j->rc =
-            node_store_upload_part_put(r->server->store, r->bucket, r->key, p->upload_id, &part);
+        j->rc = node_cmd_upload_part_put(r->server->group, r->bucket, r->key, p->upload_id, &part);
     } else {
-        j->rc = node_store_object_put(r->server->store, r->bucket, r->key, &j->m);
+        j->rc = node_cmd_object_put(r->server->group, r->bucket, r->key, &j->m);
     }
 }
 
@@ -547,7 +540,6 @@ static void commit_done(api__req *r, void *arg)
         commit_job_free(j);
         return;
     }
-    put_unpin_all(p);
     p->responded = true;
     if (j->s3_code) {
         api__respond_error(r, j->s3_code, digest_message(j->s3_code));
@@ -591,6 +583,7 @@ static void put_commit(api__put *p)
 
 typedef struct {
     node_store *store;
+    node_group *group;
     const char *bucket, *key;
     int rc;
 } delete_job;
@@ -600,8 +593,10 @@ static void delete_work(void *arg)
     delete_job *j = arg;
     node_bucket b;
     j->rc = node_store_bucket_get(j->store, j->bucket, &b);
+    if (j->rc == TERN_ENOTFOUND && (j->rc = node_group_read_barrier_wait(j->group)) == 0)
+        j->rc = node_store_bucket_get(j->store, j->bucket, &b);
     if (j->rc != 0) return;
-    j->rc = node_store_object_delete(j->store, j->bucket, j->key);
+    j->rc = node_cmd_object_delete(j->group, j->bucket, j->key);
     if (j->rc == TERN_ENOTFOUND) j->rc = 0; /* S3 deletes are idempotent */
 }
 
@@ -622,6 +617,7 @@ void api__delete_object(api__req *r)
     delete_job *j = calloc(1, sizeof *j);
     assert(j != NULL);
     j->store = r->server->store;
+    j->group = r->server->group;
     j->bucket = r->bucket;
     j->key = r->key;
     api__job_submit(r, delete_work, delete_done, j);
@@ -645,6 +641,7 @@ static void copy_work(void *arg)
     copy_job *j = arg;
     api__req *r = j->r;
     node_store *store = r->server->store;
+    if ((j->rc = node_group_read_barrier_wait(r->server->group)) != 0) return;
     for (int attempt = 0; attempt < 3; attempt++) {
         node_manifest_free(j->src);
         j->src = NULL;
@@ -675,7 +672,7 @@ static void copy_work(void *arg)
         }
         j->dst.last_modified_ms = m.last_modified_ms;
         memcpy(j->dst.etag, m.etag, sizeof m.etag);
-        j->rc = node_store_object_put(store, r->bucket, r->key, &m);
+        j->rc = node_cmd_object_put(r->server->group, r->bucket, r->key, &m);
         if (j->rc == TERN_ENOTFOUND) {
             j->s3_code = "NoSuchBucket";
             j->message = "The specified bucket does not exist.";

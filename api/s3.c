@@ -162,6 +162,10 @@ static int route(const api__req *r)
     if (strcmp(r->bucket, "_tern") == 0) {
         if (r->method == HTTP_GET && r->key && strcmp(r->key, "status") == 0)
             return API_OP_ADMIN_STATUS;
+        if (r->method == HTTP_GET && r->key && strcmp(r->key, "cluster") == 0)
+            return API_OP_ADMIN_CLUSTER;
+        if (r->method == HTTP_POST && r->key && strncmp(r->key, "cluster/", 8) == 0)
+            return API_OP_ADMIN_CLUSTER_CHANGE;
         return API_OP_UNKNOWN;
     }
     if (has_unsupported_subresource(r)) return API_OP_NOT_IMPLEMENTED;
@@ -341,6 +345,8 @@ void api__s3_handle(api__req *r)
     case API_OP_READY:
     case API_OP_METRICS:
     case API_OP_ADMIN_STATUS:
+    case API_OP_ADMIN_CLUSTER:
+    case API_OP_ADMIN_CLUSTER_CHANGE:
         api__admin_handle(r);
         return;
     case API_OP_PUT_OBJECT:

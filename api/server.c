@@ -177,6 +177,44 @@ void api__job_submit(api__req *r, api__work_fn work, api__done_fn done, void *ar
     (void)rc;
 }
 
+/* ---------------- read barriers ---------------- */
+
+typedef struct {
+    api__req *r;
+    api__barrier_fn fn;
+} barrier_ctx;
+
+/* Like job_after: the barrier holds the request while fn runs. */
+void api__held_done(void *arg, int status)
+{
+    barrier_ctx *b = arg;
+    api__req *r = b->r;
+    api__barrier_fn fn = b->fn;
+    free(b);
+    if (!r->aborted) fn(r, status);
+    assert(r->refs > 0);
+    r->refs--;
+    if (r->aborted && r->refs == 0) req_release(r);
+}
+
+void *api__hold(api__req *r, api__barrier_fn fn)
+{
+    assert(!r->aborted);
+    barrier_ctx *b = malloc(sizeof *b);
+    assert(b != NULL); /* as api__job_submit: a 16-byte allocation failing leaves nothing sane */
+    b->r = r;
+    b->fn = fn;
+    r->refs++;
+    return b;
+}
+
+void api__read_barrier(api__req *r, api__barrier_fn fn)
+{
+    void *held = api__hold(r, fn);
+    int rc = node_group_read_barrier(r->server->group, api__held_done, held);
+    if (rc != 0) api__held_done(held, rc);
+}
+
 /* ---------------- pausing ---------------- */
 
 /*
@@ -460,6 +498,23 @@ void api__respond_store_error(api__req *r, int rc, const char *not_found_code)
         break;
     case TERN_ECONFLICT:
         api__respond_error(r, "SlowDown", "A concurrent change interfered; retry the request.");
+        break;
+    case TERN_EAGAIN:
+        api__respond_error(r, "SlowDown", "Too many changes are waiting for the region group.");
+        break;
+    case TERN_EUNAVAIL:
+        api__respond_error(r, "ServiceUnavailable",
+                           "The region group has no leader at the moment; retry the request.");
+        break;
+    case TERN_ETIMEDOUT:
+    case TERN_EPRECOND:
+        /* The change may or may not have been committed: S3 clients retry. */
+        api__respond_error(r, "ServiceUnavailable",
+                           "The change was not confirmed by the region group in time; retry "
+                           "the request.");
+        break;
+    case TERN_ECLOSED:
+        api__respond_error(r, "ServiceUnavailable", "The node is shutting down.");
         break;
     default:
         snprintf(msg, sizeof msg, "Store error: %s (%s)", tern_strerror(rc),
@@ -963,6 +1018,7 @@ int api_server_start(const api_server_options *opts, api_server **out, char *err
     if (s == NULL) return TERN_ENOMEM;
     s->loop = opts->loop;
     s->store = opts->store;
+    s->group = opts->group;
     s->metrics = opts->metrics;
     s->config = opts->config;
     s->started_ms = opts->started_ms;

@@ -51,6 +51,8 @@
     X(READY, "Ready")                                                                              \
     X(METRICS, "Metrics")                                                                          \
     X(ADMIN_STATUS, "AdminStatus")                                                                 \
+    X(ADMIN_CLUSTER, "AdminCluster")                                                               \
+    X(ADMIN_CLUSTER_CHANGE, "AdminClusterChange")                                                  \
     X(LIST_BUCKETS, "ListBuckets")                                                                 \
     X(CREATE_BUCKET, "CreateBucket")                                                               \
     X(HEAD_BUCKET, "HeadBucket")                                                                   \
@@ -96,6 +98,7 @@ typedef struct {
 struct api_server {
     uv_loop_t *loop;
     node_store *store;
+    node_group *group;
     node_metrics *metrics;
     const node_config *config;
     int64_t started_ms;
@@ -222,6 +225,20 @@ void api__respond(api__req *r, int status, const char *extra_headers, const char
 void api__respond_error(api__req *r, const char *s3_code, const char *message);
 /* Maps a store error to an S3 error response (NoSuchKey, InsufficientStorage, ...). */
 void api__respond_store_error(api__req *r, int rc, const char *not_found_code);
+
+/*
+ * Linearizable reads: fn(r, status) runs on the loop thread once this node
+ * has applied every change the region group committed before the call
+ * (status 0), or with the group's error; possibly before this returns. fn is
+ * not called for a request abandoned meanwhile.
+ */
+typedef void (*api__barrier_fn)(api__req *r, int status);
+void api__read_barrier(api__req *r, api__barrier_fn fn);
+/* For other group calls: api__hold takes a reference on r and returns the arg for a
+ * node_group_done_fn, api__held_done, which calls fn(r, status) (unless r was abandoned) and
+ * drops the reference. Call api__held_done yourself when the group call failed at once. */
+void *api__hold(api__req *r, api__barrier_fn fn);
+void api__held_done(void *arg, int status);
 
 /* Streaming responses: headers first, then body pieces, then end. */
 void api__respond_head(api__req *r, int status, const char *extra_headers, uint64_t content_length,

@@ -334,6 +334,47 @@ int node_store_blocks_collect(node_store *s, const node_block_id *ids, size_t co
 const char *node_store_errmsg(node_store *s);
 
 /* ======================================================================
+ * Replicated writes (node/cmd.c): the S3 API changes state only through the
+ * region group. Each call mirrors the node_store_ function of the same name,
+ * commits one command through the group (forwarded to the leader from a
+ * follower) and returns its result as applied by the group, or
+ * TERN_EUNAVAIL (no leader), TERN_ETIMEDOUT, TERN_EAGAIN (too many
+ * proposals outstanding), TERN_ECLOSED, TERN_EFAILED. Worker threads only.
+ * ====================================================================== */
+
+typedef struct node_group node_group;
+
+int node_cmd_bucket_create(node_group *g, const char *name, const char *region, int64_t created_ms);
+int node_cmd_bucket_delete(node_group *g, const char *name);
+/* The caller computed id with node_block_hash. */
+int node_cmd_block_put(node_group *g, const node_block_id *id, const void *data, size_t len);
+int node_cmd_object_put(node_group *g, const char *bucket, const char *key, const node_manifest *m);
+int node_cmd_object_delete(node_group *g, const char *bucket, const char *key);
+/* Chooses the upload id (random) and puts it in the command. */
+int node_cmd_upload_create(node_group *g, const char *bucket, const char *key,
+                           const node_manifest *tmpl, int64_t initiated_ms,
+                           char upload_id_out[NODE_UPLOAD_ID_MAX + 1]);
+int node_cmd_upload_part_put(node_group *g, const char *bucket, const char *key,
+                             const char *upload_id, const node_part *part);
+int node_cmd_upload_complete(node_group *g, const char *bucket, const char *key,
+                             const char *upload_id, const node_manifest *final);
+int node_cmd_upload_abort(node_group *g, const char *bucket, const char *key,
+                          const char *upload_id);
+/* Deletes the listed blocks that are still unreferenced when the command applies. */
+int node_cmd_blocks_collect(node_group *g, const node_block_id *ids, size_t count);
+
+/*
+ * Linearizable reads: done(arg, 0) on the loop thread once this node has
+ * applied everything committed before the call (ReadIndex); it may run before
+ * this returns 0. Errors as node_cmd_*; a non-zero return means done will not
+ * run. The _wait form blocks a worker thread.
+ */
+int node_group_read_barrier(node_group *g, void (*done)(void *arg, int status), void *arg);
+int node_group_read_barrier_wait(node_group *g);
+/* Has a known leader and is not failed (for /readyz). Any thread. */
+bool node_group_ready(node_group *g);
+
+/* ======================================================================
  * Configuration: defaults < config file (JSON) < environment < flags.
  * ====================================================================== */
 

@@ -1,0 +1,107 @@
+/* Replicated writes for the S3 API: each encodes one command and commits it through the group. */
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "group.h"
+#include "sm.h"
+
+/* Commits an encoded command (freed here) and returns its result. Worker threads. */
+static int call(node_group *g, int rc, uint8_t *cmd, size_t len)
+{
+    if (rc != 0) return rc;
+    rc = node_group_call(g, cmd, len);
+    free(cmd);
+    return rc;
+}
+
+int node_cmd_bucket_create(node_group *g, const char *name, const char *region, int64_t created_ms)
+{
+    uint8_t *c = NULL;
+    size_t n = 0;
+    int rc = node_sm_encode_bucket_create(name, region, created_ms, &c, &n);
+    return call(g, rc, c, n);
+}
+
+int node_cmd_bucket_delete(node_group *g, const char *name)
+{
+    uint8_t *c = NULL;
+    size_t n = 0;
+    int rc = node_sm_encode_bucket_delete(name, &c, &n);
+    return call(g, rc, c, n);
+}
+
+int node_cmd_block_put(node_group *g, const node_block_id *id, const void *data, size_t len)
+{
+    uint8_t *c = NULL;
+    size_t n = 0;
+    int rc = node_sm_encode_block_put(id, data, len, &c, &n);
+    return call(g, rc, c, n);
+}
+
+int node_cmd_object_put(node_group *g, const char *bucket, const char *key, const node_manifest *m)
+{
+    uint8_t *c = NULL;
+    size_t n = 0;
+    int rc = node_sm_encode_object_put(bucket, key, m, &c, &n);
+    return call(g, rc, c, n);
+}
+
+int node_cmd_object_delete(node_group *g, const char *bucket, const char *key)
+{
+    uint8_t *c = NULL;
+    size_t n = 0;
+    int rc = node_sm_encode_object_delete(bucket, key, &c, &n);
+    return call(g, rc, c, n);
+}
+
+int node_cmd_upload_create(node_group *g, const char *bucket, const char *key,
+                           const node_manifest *tmpl, int64_t initiated_ms,
+                           char upload_id_out[NODE_UPLOAD_ID_MAX + 1])
+{
+    uint8_t random[16];
+    upload_id_out[0] = '\0';
+    if (RAND_bytes(random, sizeof random) != 1) return TERN_EIO;
+    char id[33];
+    tern_hex(random, sizeof random, id);
+    uint8_t *c = NULL;
+    size_t n = 0;
+    int rc = node_sm_encode_upload_create(bucket, key, id, initiated_ms, tmpl, &c, &n);
+    rc = call(g, rc, c, n);
+    if (rc == 0) memcpy(upload_id_out, id, sizeof id);
+    return rc;
+}
+
+int node_cmd_upload_part_put(node_group *g, const char *bucket, const char *key,
+                             const char *upload_id, const node_part *part)
+{
+    uint8_t *c = NULL;
+    size_t n = 0;
+    int rc = node_sm_encode_part_put(bucket, key, upload_id, part, &c, &n);
+    return call(g, rc, c, n);
+}
+
+int node_cmd_upload_complete(node_group *g, const char *bucket, const char *key,
+                             const char *upload_id, const node_manifest *final)
+{
+    uint8_t *c = NULL;
+    size_t n = 0;
+    int rc = node_sm_encode_upload_complete(bucket, key, upload_id, final, &c, &n);
+    return call(g, rc, c, n);
+}
+
+int node_cmd_upload_abort(node_group *g, const char *bucket, const char *key, const char *upload_id)
+{
+    uint8_t *c = NULL;
+    size_t n = 0;
+    int rc = node_sm_encode_upload_abort(bucket, key, upload_id, &c, &n);
+    return call(g, rc, c, n);
+}
+
+int node_cmd_blocks_collect(node_group *g, const node_block_id *ids, size_t count)
+{
+    uint8_t *c = NULL;
+    size_t n = 0;
+    int rc = node_sm_encode_blocks_collect(ids, count, &c, &n);
+    return call(g, rc, c, n);
+}
