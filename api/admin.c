@@ -154,6 +154,13 @@ static void cluster_status(api__req *r)
     respond_json(r, 200, root);
 }
 
+/* "EAGAIN" rather than "TERN_EAGAIN": the codes are the API's, not the C names. */
+static const char *short_errname(int status)
+{
+    const char *name = tern_errname(status);
+    return strncmp(name, "TERN_", 5) == 0 ? name + 5 : name;
+}
+
 static void cluster_change_done(api__req *r, int status)
 {
     if (status == 0) {
@@ -166,7 +173,7 @@ static void cluster_change_done(api__req *r, int status)
                : status == TERN_ETIMEDOUT ? 504
                                           : 503;
     respond_json(r, http,
-                 json_pack("{s:s, s:s}", "code", tern_errname(status), "error",
+                 json_pack("{s:s, s:s}", "code", short_errname(status), "error",
                            status == TERN_EAGAIN
                                ? "another membership change or transfer is in progress, or the "
                                  "learner has not caught up; retry"

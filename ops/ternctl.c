@@ -11,35 +11,15 @@
 
 #include "common.h"
 #include "ops.h"
-
-#define EXIT_OK     0
-#define EXIT_FAILED 1
-#define EXIT_USAGE  2
-#define EXIT_HELP   (-1) /* internal: help was printed, exit 0 */
+#include "ternctl_internal.h"
 
 #define DEFAULT_ENDPOINT     "http://127.0.0.1:9000"
 #define DEFAULT_TIMEOUT_SECS 10.0
 #define RESPONSE_BYTES_MAX   (8u << 20) /* a status document is tiny; refuse anything huge */
 #define TABLE_ROWS_MAX       64
-/* SigV4 signs a hash of the payload; every admin request so far is a bodiless GET. */
+/* SigV4 signs a hash of the payload; every admin request is bodiless (GET, or POST with
+ * its arguments in the query). */
 #define EMPTY_BODY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-
-typedef struct {
-    const char *endpoint; /* without a trailing '/' */
-    char *endpoint_owned;
-    const char *access_key;
-    const char *secret_key;
-    bool json_output;
-    long timeout_ms;
-    FILE *out;
-    FILE *err;
-} ctl_options;
-
-typedef struct {
-    char *data;
-    size_t len;
-    bool too_big;
-} response_body;
 
 static void print_usage(FILE *f)
 {
@@ -51,6 +31,7 @@ static void print_usage(FILE *f)
             "Commands:\n"
             "  status        show the node's identity, uptime and storage statistics\n"
             "                (GET /_tern/status)\n"
+            "%s"
             "  help          show this help\n"
             "\n"
             "Options:\n"
@@ -62,13 +43,10 @@ static void print_usage(FILE *f)
             "  -h, --help            show this help\n"
             "\n"
             "Exit status: 0 success, 1 the command failed, 2 usage error.\n",
-            DEFAULT_ENDPOINT);
+            ops__cluster_usage, DEFAULT_ENDPOINT);
 }
 
-static int usage_error(ctl_options *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* One "ternctl: ..." line, then the usage text, all on err; returns the usage exit code. */
-static int usage_error(ctl_options *o, const char *fmt, ...)
+int ops__usage_error(const ops__options *o, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -98,10 +76,10 @@ static long parse_timeout_ms(const char *text)
     return ms > 0 ? ms : 1;
 }
 
-static int set_endpoint(ctl_options *o, const char *url)
+static int set_endpoint(ops__options *o, const char *url)
 {
     if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
-        return usage_error(o, "invalid endpoint '%s': expected http://HOST:PORT", url);
+        return ops__usage_error(o, "invalid endpoint '%s': expected http://HOST:PORT", url);
     free(o->endpoint_owned);
     o->endpoint_owned = strdup(url);
     if (o->endpoint_owned == NULL) {
@@ -117,7 +95,7 @@ static int set_endpoint(ctl_options *o, const char *url)
 }
 
 /* Options may come before or after the command; returns EXIT_OK, EXIT_HELP or an exit code. */
-static int parse_options(ctl_options *o, int argc, char **argv)
+static int parse_options(ops__options *o, int argc, char **argv)
 {
     enum { OPT_ENDPOINT = 256, OPT_ACCESS, OPT_SECRET, OPT_TIMEOUT };
     static const struct option longopts[] = {
@@ -152,25 +130,27 @@ static int parse_options(ctl_options *o, int argc, char **argv)
             return EXIT_HELP;
         case 'o':
             if (strcmp(optarg, "json") != 0 && strcmp(optarg, "table") != 0)
-                return usage_error(o, "invalid output format '%s': expected table or json", optarg);
+                return ops__usage_error(o, "invalid output format '%s': expected table or json",
+                                        optarg);
             o->json_output = strcmp(optarg, "json") == 0;
             break;
         case OPT_TIMEOUT:
             o->timeout_ms = parse_timeout_ms(optarg);
             if (o->timeout_ms < 0)
-                return usage_error(o, "invalid timeout '%s': expected a number of seconds", optarg);
+                return ops__usage_error(o, "invalid timeout '%s': expected a number of seconds",
+                                        optarg);
             break;
         case ':':
-            return usage_error(o, "option '%s' requires an argument", argv[optind - 1]);
+            return ops__usage_error(o, "option '%s' requires an argument", argv[optind - 1]);
         default:
             /* glibc reports "--flag=value" on a no-argument flag with optopt = its value. */
             if (optopt == 'h' || optopt >= OPT_ENDPOINT)
-                return usage_error(o, "option '%s' takes no argument", argv[optind - 1]);
+                return ops__usage_error(o, "option '%s' takes no argument", argv[optind - 1]);
             if (optopt != 0) {
                 char name[3] = {'-', (char)optopt, '\0'};
-                return usage_error(o, "unknown option '%s'", name);
+                return ops__usage_error(o, "unknown option '%s'", name);
             }
-            return usage_error(o, "unknown option '%s'", argv[optind - 1]);
+            return ops__usage_error(o, "unknown option '%s'", argv[optind - 1]);
         }
     }
     return set_endpoint(o, endpoint != NULL ? endpoint : DEFAULT_ENDPOINT);
@@ -178,7 +158,7 @@ static int parse_options(ctl_options *o, int argc, char **argv)
 
 static size_t collect_body(char *data, size_t size, size_t count, void *ctx)
 {
-    response_body *body = ctx;
+    ops__response *body = ctx;
     size_t n = size * count;
     if (body->len + n > RESPONSE_BYTES_MAX) {
         body->too_big = true;
@@ -193,8 +173,8 @@ static size_t collect_body(char *data, size_t size, size_t count, void *ctx)
     return n;
 }
 
-static void report_curl_error(const ctl_options *o, const char *url, CURLcode code,
-                              const char *errbuf, const response_body *body)
+static void report_curl_error(const ops__options *o, const char *method, const char *url,
+                              CURLcode code, const char *errbuf, const ops__response *body)
 {
     const char *detail = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(code);
     switch (code) {
@@ -206,19 +186,17 @@ static void report_curl_error(const ctl_options *o, const char *url, CURLcode co
         break;
     default:
         if (body->too_big)
-            fprintf(o->err, "ternctl: GET %s: response larger than %u bytes\n", url,
+            fprintf(o->err, "ternctl: %s %s: response larger than %u bytes\n", method, url,
                     RESPONSE_BYTES_MAX);
         else
-            fprintf(o->err, "ternctl: GET %s failed: %s\n", url, detail);
+            fprintf(o->err, "ternctl: %s %s failed: %s\n", method, url, detail);
     }
 }
 
-/*
- * Signed GET of endpoint+path. Returns EXIT_OK with the HTTP status and body
- * (NUL-terminated, caller frees), or EXIT_FAILED after printing why.
- */
-static int http_get(const ctl_options *o, const char *path, long *status, response_body *body)
+int ops__http_request(const ops__options *o, const char *method, const char *target, long *status,
+                      ops__response *body)
 {
+    bool post = strcmp(method, "POST") == 0;
     char errbuf[CURL_ERROR_SIZE] = "";
     char *url = NULL, *userpwd = NULL;
     struct curl_slist *headers = NULL, *more = NULL;
@@ -226,7 +204,7 @@ static int http_get(const ctl_options *o, const char *path, long *status, respon
     CURLcode code;
     CURL *curl = curl_easy_init();
     if (curl == NULL) goto nomem;
-    if (asprintf(&url, "%s%s", o->endpoint, path) < 0) {
+    if (asprintf(&url, "%s%s", o->endpoint, target) < 0) {
         url = NULL; /* asprintf leaves it undefined on failure */
         goto nomem;
     }
@@ -240,7 +218,13 @@ static int http_get(const ctl_options *o, const char *path, long *status, respon
     if (more == NULL) goto nomem;
     headers = more;
     curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+    if (post) {
+        curl_easy_setopt(curl, CURLOPT_POST, 1L);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, 0L);
+    } else {
+        curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+    }
     curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, "aws:amz:us-east-1:s3");
     curl_easy_setopt(curl, CURLOPT_USERPWD, userpwd);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
@@ -254,7 +238,7 @@ static int http_get(const ctl_options *o, const char *path, long *status, respon
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, body);
     code = curl_easy_perform(curl);
     if (code != CURLE_OK) {
-        report_curl_error(o, url, code, errbuf, body);
+        report_curl_error(o, method, url, code, errbuf, body);
         goto out;
     }
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status);
@@ -304,7 +288,7 @@ static bool xml_tag(const char *xml, const char *tag, char *out, size_t out_len)
 }
 
 /* The first line of a non-XML body, trimmed and bounded, for error messages. */
-static void body_excerpt(const response_body *body, char *out, size_t out_len)
+static void body_excerpt(const ops__response *body, char *out, size_t out_len)
 {
     size_t n = 0;
     const char *p = body->data ? body->data : "";
@@ -315,8 +299,8 @@ static void body_excerpt(const response_body *body, char *out, size_t out_len)
     out[n] = '\0';
 }
 
-static void report_http_error(const ctl_options *o, const char *path, long status,
-                              const response_body *body)
+void ops__report_http_error(const ops__options *o, const char *method, const char *target,
+                            long status, const ops__response *body)
 {
     char code[128], message[512];
     bool has_code = xml_tag(body->data, "Code", code, sizeof code);
@@ -330,24 +314,24 @@ static void report_http_error(const ctl_options *o, const char *path, long statu
         return;
     }
     if (has_code) {
-        fprintf(o->err, "ternctl: GET %s%s: HTTP %ld (%s): %s\n", o->endpoint, path, status, code,
-                message[0] ? message : "no message");
+        fprintf(o->err, "ternctl: %s %s%s: HTTP %ld (%s): %s\n", method, o->endpoint, target,
+                status, code, message[0] ? message : "no message");
         return;
     }
     body_excerpt(body, message, 200);
-    fprintf(o->err, "ternctl: GET %s%s: HTTP %ld%s%s\n", o->endpoint, path, status,
+    fprintf(o->err, "ternctl: %s %s%s: HTTP %ld%s%s\n", method, o->endpoint, target, status,
             message[0] ? ": " : "", message);
 }
 
 /* GET path and parse the JSON object it returns; NULL (after printing why) on any failure. */
-static json_t *get_json(const ctl_options *o, const char *path)
+static json_t *get_json(const ops__options *o, const char *path)
 {
-    response_body body = {0};
+    ops__response body = {0};
     long status = 0;
     json_t *root = NULL;
-    if (http_get(o, path, &status, &body) != EXIT_OK) goto out;
+    if (ops__http_request(o, "GET", path, &status, &body) != EXIT_OK) goto out;
     if (status != 200) {
-        report_http_error(o, path, status, &body);
+        ops__report_http_error(o, "GET", path, status, &body);
         goto out;
     }
     json_error_t error;
@@ -494,13 +478,12 @@ static void print_status_table(FILE *out, const json_t *root)
         fprintf(out, "%-*s  %s\n", width, rows[i].label, rows[i].value);
 }
 
-static int cmd_status(const ctl_options *o)
+static int cmd_status(const ops__options *o)
 {
     json_t *root = get_json(o, "/_tern/status");
     if (root == NULL) return EXIT_FAILED;
     if (o->json_output) {
-        json_dumpf(root, o->out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        fputc('\n', o->out);
+        ops__print_json(o, root);
     } else {
         print_status_table(o->out, root);
     }
@@ -508,17 +491,50 @@ static int cmd_status(const ctl_options *o)
     return EXIT_OK;
 }
 
-static int run_command(ctl_options *o, int argc, char **argv)
+void ops__print_json(const ops__options *o, const json_t *root)
 {
-    if (optind >= argc) return usage_error(o, "no command given");
+    json_dumpf(root, o->out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    fputc('\n', o->out);
+}
+
+bool ops__query_encode(const char *text, char *out, size_t out_len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(out);
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        bool plain = isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~';
+        if (n + (plain ? 1 : 3) >= out_len) return false;
+        if (plain) {
+            out[n++] = (char)*p;
+        } else {
+            out[n++] = '%';
+            out[n++] = hex[*p >> 4];
+            out[n++] = hex[*p & 15];
+        }
+    }
+    out[n] = '\0';
+    return true;
+}
+
+static int run_command(ops__options *o, int argc, char **argv)
+{
+    if (optind >= argc) return ops__usage_error(o, "no command given");
     const char *command = argv[optind];
     if (strcmp(command, "help") == 0) {
         print_usage(o->out);
         return EXIT_OK;
     }
-    if (strcmp(command, "status") != 0) return usage_error(o, "unknown command '%s'", command);
-    if (optind + 1 < argc)
-        return usage_error(o, "unexpected argument '%s' after the command", argv[optind + 1]);
+    bool cluster = strcmp(command, "cluster") == 0;
+    ops__cluster_cmd cluster_cmd;
+    if (cluster) {
+        /* Argument mistakes are reported before credentials are looked at. */
+        int rc = ops__cluster_parse(o, argc - optind - 1, argv + optind + 1, &cluster_cmd);
+        if (rc != EXIT_OK) return rc;
+    } else if (strcmp(command, "status") != 0) {
+        return ops__usage_error(o, "unknown command '%s'", command);
+    } else if (optind + 1 < argc) {
+        return ops__usage_error(o, "unexpected argument '%s' after the command", argv[optind + 1]);
+    }
     if (o->access_key == NULL || o->secret_key == NULL) {
         fprintf(o->err, "ternctl: no credentials: set --access-key/--secret-key or "
                         "TERN_ACCESS_KEY/TERN_SECRET_KEY\n");
@@ -526,19 +542,19 @@ static int run_command(ctl_options *o, int argc, char **argv)
     }
     /* CURLOPT_USERPWD splits "access:secret" at the first ':'. */
     if (strchr(o->access_key, ':') != NULL)
-        return usage_error(o, "invalid access key '%s': it cannot contain ':'", o->access_key);
+        return ops__usage_error(o, "invalid access key '%s': it cannot contain ':'", o->access_key);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(o->err, "ternctl: cannot initialize libcurl\n");
         return EXIT_FAILED;
     }
-    int rc = cmd_status(o);
+    int rc = cluster ? ops__cluster_run(o, &cluster_cmd) : cmd_status(o);
     curl_global_cleanup();
     return rc;
 }
 
 int ops_main(int argc, char **argv, FILE *out, FILE *err)
 {
-    ctl_options o = {.out = out, .err = err};
+    ops__options o = {.out = out, .err = err};
     int rc = parse_options(&o, argc, argv);
     if (rc == EXIT_OK) rc = run_command(&o, argc, argv);
     if (rc == EXIT_HELP) rc = EXIT_OK;

@@ -222,11 +222,14 @@ static void sha256_hex(const char *data, char out[65])
 }
 
 /*
- * Recomputes the AWS SigV4 signature of a bodiless GET from the request head
- * and the secret, as the node will, and compares it with the one sent: this
- * checks that libcurl's signing and our x-amz-content-sha256 header agree.
+ * Recomputes the AWS SigV4 signature of a bodiless request from the request
+ * head and the secret, as the node will, and compares it with the one sent:
+ * this checks that libcurl's signing and our x-amz-content-sha256 header agree.
+ * The query must be canonical already (the node would canonicalize it; ternctl
+ * sends it that way because libcurl 7.x signs it verbatim).
  */
-static void assert_sigv4_valid(const char *request, const char *path, const char *secret)
+static void assert_sigv4_valid_request(const char *request, const char *method, const char *path,
+                                       const char *query, const char *secret)
 {
     char auth[1024], date[64], scope_date[16], signed_headers[512], signature[65];
     assert_true(header_value(request, "Authorization", auth, sizeof auth));
@@ -237,7 +240,7 @@ static void assert_sigv4_valid(const char *request, const char *path, const char
                             scope_date, signed_headers, signature),
                      3);
     char canonical[4096], value[1024], names[512];
-    int n = snprintf(canonical, sizeof canonical, "GET\n%s\n\n", path);
+    int n = snprintf(canonical, sizeof canonical, "%s\n%s\n%s\n", method, path, query);
     snprintf(names, sizeof names, "%s", signed_headers);
     char *save = NULL;
     for (char *name = strtok_r(names, ";", &save); name; name = strtok_r(NULL, ";", &save)) {
@@ -261,6 +264,11 @@ static void assert_sigv4_valid(const char *request, const char *path, const char
     for (int i = 0; i < 32; i++)
         sprintf(expected + 2 * i, "%02x", k[i]);
     assert_string_equal(signature, expected);
+}
+
+static void assert_sigv4_valid(const char *request, const char *path, const char *secret)
+{
+    assert_sigv4_valid_request(request, "GET", path, "", secret);
 }
 
 #define ARGC(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -542,6 +550,495 @@ static void test_help(void **state)
     result_free(&r);
 }
 
+/* ---- ternctl cluster ---- */
+
+#define LEADER_JSON                                                                                \
+    "{\"node_id\":1,\"region\":\"eu-west\",\"role\":\"leader\",\"term\":3,\"leader_id\":1,"        \
+    "\"leader_s3\":\"127.0.0.1:9001\",\"commit_index\":10,\"applied_index\":10,"                   \
+    "\"last_index\":10,\"snapshot_index\":0,\"failed\":false,\"members\":["                        \
+    "{\"id\":1,\"role\":\"voter\",\"peer\":\"127.0.0.1:7001\",\"s3\":\"127.0.0.1:9001\","          \
+    "\"match\":10,\"lag\":0,\"active\":true},"                                                     \
+    "{\"id\":2,\"role\":\"voter\",\"peer\":\"127.0.0.1:7002\",\"s3\":\"127.0.0.1:9002\","          \
+    "\"match\":10,\"lag\":0,\"active\":true},"                                                     \
+    "{\"id\":3,\"role\":\"learner\",\"peer\":\"127.0.0.1:7003\",\"s3\":\"\","                      \
+    "\"match\":4,\"lag\":6,\"active\":false}]}"
+
+#define LEADER_MEMBERS_TABLE                                                                       \
+    "ID  ROLE     PEER            S3              MATCH  LAG  ACTIVE\n"                            \
+    "1   voter    127.0.0.1:7001  127.0.0.1:9001  10     0    yes\n"                               \
+    "2   voter    127.0.0.1:7002  127.0.0.1:9002  10     0    yes\n"                               \
+    "3   learner  127.0.0.1:7003  -               4      6    no\n"
+
+/* Node 2's view: a follower knows the members but not their replication progress. */
+#define FOLLOWER_JSON_FMT                                                                          \
+    "{\"node_id\":2,\"region\":\"eu-west\",\"role\":\"%s\",\"term\":3,\"leader_id\":%d,"           \
+    "\"leader_s3\":\"%s\",\"commit_index\":9,\"applied_index\":8,\"last_index\":10,"               \
+    "\"snapshot_index\":0,\"failed\":false,\"members\":["                                          \
+    "{\"id\":1,\"role\":\"voter\",\"peer\":\"127.0.0.1:7001\",\"s3\":\"127.0.0.1:9001\","          \
+    "\"match\":0,\"lag\":0,\"active\":false},"                                                     \
+    "{\"id\":2,\"role\":\"voter\",\"peer\":\"127.0.0.1:7002\",\"s3\":\"127.0.0.1:9002\","          \
+    "\"match\":0,\"lag\":0,\"active\":false}]}"
+
+#define FOLLOWER_MEMBERS_TABLE                                                                     \
+    "ID  ROLE   PEER            S3              MATCH  LAG  ACTIVE\n"                              \
+    "1   voter  127.0.0.1:7001  127.0.0.1:9001  -      -    -\n"                                   \
+    "2   voter  127.0.0.1:7002  127.0.0.1:9002  -      -    -\n"
+
+#define EAGAIN_JSON                                                                                \
+    "{\"code\":\"EAGAIN\",\"error\":\"another membership change or transfer is in progress, or "   \
+    "the learner has not caught up; retry\"}"
+#define EUNAVAIL_JSON                                                                              \
+    "{\"code\":\"TERN_EUNAVAIL\",\"error\":\"no leader: the region group is unavailable\"}"
+#define EINVAL_JSON "{\"code\":\"EINVAL\",\"error\":\"unknown node id\"}"
+
+static char *follower_json(const char *role, int leader_id, const char *leader_s3)
+{
+    char *doc;
+    assert_true(asprintf(&doc, FOLLOWER_JSON_FMT, role, leader_id, leader_s3) > 0);
+    return doc;
+}
+
+/* ternctl with credentials and --endpoint url, then words (NULL-terminated). */
+static run_result run_cluster(const char *url, const char *const *words)
+{
+    char *argv[32] = {"ternctl", "--endpoint",   (char *)url, "--access-key",
+                      "AK",      "--secret-key", "secret-123"};
+    int argc = 7;
+    for (; *words != NULL; words++) {
+        assert_true(argc < ARGC(argv));
+        argv[argc++] = (char *)*words;
+    }
+    return run(argc, argv);
+}
+
+static void assert_one_request(test_server *s, const char *method, const char *path,
+                               const char *query)
+{
+    char line[512];
+    snprintf(line, sizeof line, "%s %s%s%s HTTP/1.1\r\n", method, path, query[0] ? "?" : "", query);
+    pthread_mutex_lock(&s->lock);
+    assert_int_equal(s->request_count, 1);
+    assert_true(strncmp(s->request, line, strlen(line)) == 0);
+    assert_sigv4_valid_request(s->request, method, path, query, "secret-123");
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void test_cluster_status_leader_table(void **state)
+{
+    (void)state;
+    test_server *s = server_start(200, "OK", "application/json", LEADER_JSON);
+    char *url = endpoint_of(s->port);
+    const char *words[] = {"cluster", "status", NULL};
+    run_result r = run_cluster(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    char *expected;
+    assert_true(asprintf(&expected,
+                         "Node            1 (answered at %s)\n"
+                         "Region          eu-west\n"
+                         "Role            leader\n"
+                         "Term            3\n"
+                         "Leader          node 1 (S3 127.0.0.1:9001)\n"
+                         "Commit index    10\n"
+                         "Applied index   10\n"
+                         "Last index      10\n"
+                         "Snapshot index  0\n"
+                         "Failed          no\n"
+                         "\n"
+                         "Members, as node 1 (the leader) reports them:\n" LEADER_MEMBERS_TABLE,
+                         url) > 0);
+    assert_string_equal(r.out, expected);
+    /* The leader answered: nobody else is asked. */
+    assert_one_request(s, "GET", "/_tern/cluster", "");
+    free(expected);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+static void test_cluster_status_leader_json(void **state)
+{
+    (void)state;
+    test_server *s = server_start(200, "OK", "application/json", LEADER_JSON);
+    char *url = endpoint_of(s->port);
+    const char *words[] = {"cluster", "status", "-o", "json", NULL};
+    run_result r = run_cluster(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    json_t *got = json_loads(r.out, 0, NULL), *want = json_loads(LEADER_JSON, 0, NULL);
+    assert_non_null(got);
+    assert_true(json_equal(got, want));
+    json_decref(got);
+    json_decref(want);
+    assert_one_request(s, "GET", "/_tern/cluster", "");
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+/* A follower names the leader; its member table (with the lag) comes from the leader. */
+static void test_cluster_status_follower_asks_leader(void **state)
+{
+    (void)state;
+    test_server *leader = server_start(200, "OK", "application/json", LEADER_JSON);
+    char *leader_url = endpoint_of(leader->port);
+    char *doc = follower_json("follower", 1, leader_url + strlen("http://"));
+    test_server *follower = server_start(200, "OK", "application/json", doc);
+    char *url = endpoint_of(follower->port);
+    const char *words[] = {"cluster", "status", NULL};
+    run_result r = run_cluster(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    char *expected;
+    assert_true(
+        asprintf(&expected,
+                 "Node            2 (answered at %s)\n"
+                 "Region          eu-west\n"
+                 "Role            follower\n"
+                 "Term            3\n"
+                 "Leader          node 1 (S3 %s)\n"
+                 "Commit index    9\n"
+                 "Applied index   8\n"
+                 "Last index      10\n"
+                 "Snapshot index  0\n"
+                 "Failed          no\n"
+                 "\n"
+                 "Members, as the leader (node 1 at %s) reports them:\n" LEADER_MEMBERS_TABLE,
+                 url, leader_url + strlen("http://"), leader_url) > 0);
+    assert_string_equal(r.out, expected);
+    assert_one_request(follower, "GET", "/_tern/cluster", "");
+    assert_one_request(leader, "GET", "/_tern/cluster", "");
+    free(expected);
+    result_free(&r);
+
+    /* JSON: the follower's document as it came, with the leader's under "leader". */
+    const char *json_words[] = {"cluster", "status", "-o", "json", NULL};
+    r = run_cluster(url, json_words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    json_t *got = json_loads(r.out, 0, NULL);
+    assert_non_null(got);
+    json_t *want_leader = json_loads(LEADER_JSON, 0, NULL);
+    assert_true(json_equal(json_object_get(got, "leader"), want_leader));
+    json_object_del(got, "leader");
+    json_t *want = json_loads(doc, 0, NULL);
+    assert_true(json_equal(got, want));
+    json_decref(want);
+    json_decref(want_leader);
+    json_decref(got);
+    result_free(&r);
+    free(url);
+    server_stop(follower);
+    free(doc);
+    free(leader_url);
+    server_stop(leader);
+}
+
+/* The leader cannot be asked: the follower's view, "-" for what only the leader knows. */
+static void test_cluster_status_follower_fallback(void **state)
+{
+    (void)state;
+    int port;
+    int fd = bind_loopback(false, &port); /* the "leader" refuses connections */
+    char *leader_url = endpoint_of(port);
+    char *doc = follower_json("follower", 1, leader_url + strlen("http://"));
+    test_server *s = server_start(200, "OK", "application/json", doc);
+    char *url = endpoint_of(s->port);
+    const char *words[] = {"cluster", "status", NULL};
+    run_result r = run_cluster(url, words);
+    assert_int_equal(r.rc, 0);
+    char *tail;
+    assert_true(
+        asprintf(&tail,
+                 "\nMembers, as node 2 (not the leader) reports them:\n" FOLLOWER_MEMBERS_TABLE
+                 "Note: match, lag and active are known by the leader (node 1) only; ask "
+                 "it with --endpoint %s\n",
+                 leader_url) > 0);
+    assert_non_null(strstr(r.out, "Role            follower\n"));
+    assert_non_null(strstr(r.out, tail));
+    assert_string_equal(r.out + strlen(r.out) - strlen(tail), tail);
+    char *note;
+    assert_true(asprintf(&note,
+                         "ternctl: note: cannot get the member table from the leader (node 1 at "
+                         "%s): cannot reach the node at %s: ",
+                         leader_url, leader_url) > 0);
+    assert_true(strncmp(r.err, note, strlen(note)) == 0);
+    assert_non_null(strstr(r.err, "; showing node 2's view\n"));
+    assert_ptr_equal(strchr(r.err, '\n'), r.err + strlen(r.err) - 1); /* one line */
+    free(note);
+    free(tail);
+    result_free(&r);
+    /* JSON: the follower's document alone. */
+    const char *json_words[] = {"cluster", "status", "-o", "json", NULL};
+    r = run_cluster(url, json_words);
+    assert_int_equal(r.rc, 0);
+    json_t *got = json_loads(r.out, 0, NULL), *want = json_loads(doc, 0, NULL);
+    assert_true(json_equal(got, want));
+    json_decref(got);
+    json_decref(want);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+    free(doc);
+    free(leader_url);
+    close(fd);
+}
+
+/* The node named as leader answers as a follower (leadership moved): not followed further. */
+static void test_cluster_status_stale_leader(void **state)
+{
+    (void)state;
+    char *other = follower_json("follower", 3, "127.0.0.1:9003");
+    test_server *stale = server_start(200, "OK", "application/json", other);
+    char *stale_url = endpoint_of(stale->port);
+    char *doc = follower_json("candidate", 1, stale_url + strlen("http://"));
+    test_server *s = server_start(200, "OK", "application/json", doc);
+    char *url = endpoint_of(s->port);
+    const char *words[] = {"cluster", "status", NULL};
+    run_result r = run_cluster(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "Role            candidate\n"));
+    assert_non_null(strstr(r.out, FOLLOWER_MEMBERS_TABLE));
+    assert_non_null(strstr(r.err, "it is no longer the leader (it answered as follower); "
+                                  "showing node 2's view\n"));
+    pthread_mutex_lock(&stale->lock);
+    assert_int_equal(stale->request_count, 1);
+    pthread_mutex_unlock(&stale->lock);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+    free(doc);
+    free(stale_url);
+    server_stop(stale);
+    free(other);
+}
+
+/* No leader, or one with an address that names no host: nothing to ask. */
+static void test_cluster_status_no_leader(void **state)
+{
+    (void)state;
+    char *doc = follower_json("candidate", 0, "");
+    test_server *s = server_start(200, "OK", "application/json", doc);
+    char *url = endpoint_of(s->port);
+    const char *words[] = {"cluster", "status", NULL};
+    run_result r = run_cluster(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    assert_non_null(strstr(r.out, "Leader          none known\n"));
+    assert_non_null(strstr(r.out, FOLLOWER_MEMBERS_TABLE "Note: match, lag and active are known by "
+                                                         "the leader only, and no leader is known "
+                                                         "now.\n"));
+    result_free(&r);
+    free(url);
+    server_stop(s);
+    free(doc);
+
+    doc = follower_json("follower", 1, "0.0.0.0:9001");
+    s = server_start(200, "OK", "application/json", doc);
+    url = endpoint_of(s->port);
+    r = run_cluster(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "ternctl: note: cannot get the member table from the leader (node "
+                               "1): it advertises a wildcard S3 address; showing node 2's view\n");
+    assert_non_null(strstr(r.out, "Note: match, lag and active are known by the leader (node 1, "
+                                  "S3 0.0.0.0:9001) only.\n"));
+    assert_one_request(s, "GET", "/_tern/cluster", "");
+    result_free(&r);
+    free(url);
+    server_stop(s);
+    free(doc);
+}
+
+static void test_cluster_status_errors(void **state)
+{
+    (void)state;
+    test_server *s = server_start(503, "Service Unavailable", "application/json", EUNAVAIL_JSON);
+    char *url = endpoint_of(s->port);
+    const char *words[] = {"cluster", "status", NULL};
+    run_result r = run_cluster(url, words);
+    assert_int_equal(r.rc, 1);
+    assert_string_equal(r.out, "");
+    assert_string_equal(r.err, "ternctl: cluster status: 503 EUNAVAIL: no leader: the region "
+                               "group is unavailable\n");
+    result_free(&r);
+    free(url);
+    server_stop(s);
+    /* Refused credentials come as S3 XML, as for status. */
+    s = server_start(403, "Forbidden", "application/xml", SIGNATURE_XML);
+    url = endpoint_of(s->port);
+    r = run_cluster(url, words);
+    assert_int_equal(r.rc, 1);
+    assert_non_null(strstr(r.err, "ternctl: the node refused the credentials "
+                                  "(SignatureDoesNotMatch): "));
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+typedef struct {
+    const char *command;
+    const char *id;
+    const char *peer;  /* add-node only */
+    const char *query; /* as sent: canonical, sorted, encoded */
+    const char *done;  /* the success line */
+} change_case;
+
+static const change_case change_cases[] = {
+    {"add-node", "4", "127.0.0.1:7004", "id=4&peer=127.0.0.1%3A7004",
+     "node 4 added as a learner; the leader promotes it to a voter once it has caught up\n"},
+    {"add-node", "5", "[::1]:7005", "id=5&peer=%5B%3A%3A1%5D%3A7005",
+     "node 5 added as a learner; the leader promotes it to a voter once it has caught up\n"},
+    {"remove-node", "3", NULL, "id=3", "node 3 removed from the group\n"},
+    {"promote-node", "4", NULL, "id=4", "node 4 promoted to a voter\n"},
+    {"transfer-leader", "2", NULL, "id=2", "leadership transferred: node 2 is the leader\n"},
+};
+
+static run_result run_change(const char *url, const change_case *c, bool json)
+{
+    const char *words[] = {"cluster", c->command, c->id, NULL, NULL, NULL, NULL};
+    size_t n = 3;
+    if (c->peer != NULL) words[n++] = c->peer;
+    if (json) {
+        words[n++] = "-o";
+        words[n++] = "json";
+    }
+    return run_cluster(url, words);
+}
+
+static void test_cluster_changes(void **state)
+{
+    (void)state;
+    for (int i = 0; i < ARGC(change_cases); i++) {
+        const change_case *c = &change_cases[i];
+        char path[64];
+        snprintf(path, sizeof path, "/_tern/cluster/%s", c->command);
+        for (int json = 0; json <= 1; json++) {
+            test_server *s = server_start(200, "OK", "application/json", "{\"ok\":true}");
+            char *url = endpoint_of(s->port);
+            run_result r = run_change(url, c, json);
+            assert_int_equal(r.rc, 0);
+            assert_string_equal(r.err, "");
+            assert_string_equal(r.out, json ? "{\n  \"ok\": true\n}\n" : c->done);
+            assert_one_request(s, "POST", path, c->query);
+            pthread_mutex_lock(&s->lock);
+            /* An empty body, said so (the signature, checked above, covers no body). */
+            char value[64];
+            assert_true(header_value(s->request, "Content-Length", value, sizeof value));
+            assert_string_equal(value, "0");
+            pthread_mutex_unlock(&s->lock);
+            result_free(&r);
+            free(url);
+            server_stop(s);
+        }
+    }
+}
+
+static void test_cluster_change_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        int status;
+        const char *reason, *body, *message;
+    } errors[] = {
+        {409, "Conflict", EAGAIN_JSON,
+         "409 EAGAIN: another membership change or transfer is in progress, or the learner has "
+         "not caught up; retry"},
+        {503, "Service Unavailable", EUNAVAIL_JSON,
+         "503 EUNAVAIL: no leader: the region group is unavailable"},
+        {400, "Bad Request", EINVAL_JSON, "400 EINVAL: unknown node id"},
+    };
+    for (int e = 0; e < ARGC(errors); e++) {
+        test_server *s =
+            server_start(errors[e].status, errors[e].reason, "application/json", errors[e].body);
+        char *url = endpoint_of(s->port);
+        for (int i = 0; i < ARGC(change_cases); i++) {
+            for (int json = 0; json <= 1; json++) {
+                run_result r = run_change(url, &change_cases[i], json);
+                assert_int_equal(r.rc, 1);
+                assert_string_equal(r.out, "");
+                char expected[512];
+                snprintf(expected, sizeof expected, "ternctl: cluster %s: %s\n",
+                         change_cases[i].command, errors[e].message);
+                assert_string_equal(r.err, expected);
+                result_free(&r);
+            }
+        }
+        free(url);
+        server_stop(s);
+    }
+    /* A 200 that is not {"ok": true} is not a success. */
+    test_server *s = server_start(200, "OK", "application/json", "{\"ok\":false}");
+    char *url = endpoint_of(s->port);
+    run_result r = run_change(url, &change_cases[2], false);
+    assert_int_equal(r.rc, 1);
+    assert_string_equal(r.err, "ternctl: cluster remove-node: the node answered HTTP 200 without "
+                               "{\"ok\": true}\n");
+    result_free(&r);
+    free(url);
+    server_stop(s);
+    /* A node without the cluster API answers with an S3 XML error. */
+    s = server_start(400, "Bad Request", "application/xml",
+                     "<Error><Code>InvalidRequest</Code><Message>Unknown admin "
+                     "endpoint.</Message></Error>");
+    url = endpoint_of(s->port);
+    r = run_change(url, &change_cases[3], false);
+    assert_int_equal(r.rc, 1);
+    char *expected;
+    assert_true(asprintf(&expected,
+                         "ternctl: POST %s/_tern/cluster/promote-node?id=4: HTTP 400 "
+                         "(InvalidRequest): Unknown admin endpoint.\n",
+                         url) > 0);
+    assert_string_equal(r.err, expected);
+    free(expected);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+static void test_cluster_usage_errors(void **state)
+{
+    (void)state;
+    /* No credentials are set: argument mistakes are found before they are needed. */
+    static const struct {
+        const char *words[6];
+        const char *message;
+    } cases[] = {
+        {{"cluster"}, "cluster: missing subcommand"},
+        {{"cluster", "frobnicate"}, "unknown cluster command 'frobnicate'"},
+        {{"cluster", "status", "now"}, "unexpected argument 'now'"},
+        {{"cluster", "add-node"}, "cluster add-node: missing node ID"},
+        {{"cluster", "remove-node"}, "cluster remove-node: missing node ID"},
+        {{"cluster", "promote-node"}, "cluster promote-node: missing node ID"},
+        {{"cluster", "transfer-leader"}, "cluster transfer-leader: missing node ID"},
+        {{"cluster", "remove-node", "0"}, "cluster remove-node: invalid node ID '0'"},
+        {{"cluster", "promote-node", "x1"}, "cluster promote-node: invalid node ID 'x1'"},
+        {{"cluster", "transfer-leader", "+2"}, "invalid node ID '+2'"},
+        {{"cluster", "remove-node", "9223372036854775808"},
+         "invalid node ID '9223372036854775808'"},
+        {{"cluster", "remove-node", "-1"}, "unknown option '-1'"},
+        {{"cluster", "remove-node", "3", "4"}, "unexpected argument '4'"},
+        {{"cluster", "add-node", "0", "127.0.0.1:7004"}, "cluster add-node: invalid node ID '0'"},
+        {{"cluster", "add-node", "4"}, "missing the new node's peer address"},
+        {{"cluster", "add-node", "4", "127.0.0.1"}, "invalid peer address '127.0.0.1'"},
+        {{"cluster", "add-node", "4", "127.0.0.1:"}, "invalid peer address '127.0.0.1:'"},
+        {{"cluster", "add-node", "4", ":7004"}, "invalid peer address ':7004'"},
+        {{"cluster", "add-node", "4", "host:0"}, "invalid peer address 'host:0'"},
+        {{"cluster", "add-node", "4", "host:65536"}, "invalid peer address 'host:65536'"},
+        {{"cluster", "add-node", "4", "::1:7004"}, "invalid peer address '::1:7004'"},
+        {{"cluster", "add-node", "4", "[::1]"}, "invalid peer address '[::1]'"},
+        {{"cluster", "add-node", "4", "a b:7004"}, "invalid peer address 'a b:7004'"},
+        {{"cluster", "add-node", "4", "h/x:7004"}, "invalid peer address 'h/x:7004'"},
+        {{"cluster", "add-node", "4", "127.0.0.1:7004", "extra"}, "unexpected argument 'extra'"},
+    };
+    for (int i = 0; i < ARGC(cases); i++) {
+        char *argv[8] = {"ternctl", "--endpoint", "http://127.0.0.1:1"};
+        int argc = 3;
+        for (size_t w = 0; cases[i].words[w] != NULL; w++)
+            argv[argc++] = (char *)cases[i].words[w];
+        expect_usage_error(argc, argv, cases[i].message);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -557,6 +1054,16 @@ int main(void)
         cmocka_unit_test_setup(test_env_credentials, clean_env),
         cmocka_unit_test_setup(test_usage_errors, clean_env),
         cmocka_unit_test_setup(test_help, clean_env),
+        cmocka_unit_test_setup(test_cluster_status_leader_table, clean_env),
+        cmocka_unit_test_setup(test_cluster_status_leader_json, clean_env),
+        cmocka_unit_test_setup(test_cluster_status_follower_asks_leader, clean_env),
+        cmocka_unit_test_setup(test_cluster_status_follower_fallback, clean_env),
+        cmocka_unit_test_setup(test_cluster_status_stale_leader, clean_env),
+        cmocka_unit_test_setup(test_cluster_status_no_leader, clean_env),
+        cmocka_unit_test_setup(test_cluster_status_errors, clean_env),
+        cmocka_unit_test_setup(test_cluster_changes, clean_env),
+        cmocka_unit_test_setup(test_cluster_change_errors, clean_env),
+        cmocka_unit_test_setup(test_cluster_usage_errors, clean_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

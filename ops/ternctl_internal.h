@@ -1,0 +1,73 @@
+/* ternctl internals shared by ternctl.c (options, signed HTTP, status) and ternctl_cluster.c. */
+#ifndef TERN_OPS_TERNCTL_INTERNAL_H
+#define TERN_OPS_TERNCTL_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#define EXIT_OK     0
+#define EXIT_FAILED 1
+#define EXIT_USAGE  2
+#define EXIT_HELP   (-1) /* internal: help was printed, exit 0 */
+
+typedef struct ops__options {
+    const char *endpoint; /* "http[s]://HOST:PORT", without a trailing '/' */
+    char *endpoint_owned;
+    const char *access_key;
+    const char *secret_key;
+    bool json_output;
+    long timeout_ms;
+    FILE *out;
+    FILE *err;
+} ops__options;
+
+typedef struct ops__response {
+    char *data; /* NUL-terminated when non-NULL; the caller frees it */
+    size_t len;
+    bool too_big;
+} ops__response;
+
+/* One "ternctl: ..." line, then the usage text, all on o->err; returns EXIT_USAGE. */
+int ops__usage_error(const ops__options *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * Signed (SigV4) request with an empty body: method "GET" or "POST", target the path with an
+ * optional query that must already be in SigV4 canonical form (parameters sorted by name,
+ * values encoded by ops__query_encode), because libcurl before 8.x signs the query verbatim.
+ * Returns EXIT_OK with the HTTP status and body, or EXIT_FAILED after printing why.
+ */
+int ops__http_request(const ops__options *o, const char *method, const char *target, long *status,
+                      ops__response *body);
+
+/* Prints why a request got a non-2xx answer: refused credentials, an S3 XML error, or an
+ * excerpt of the body. */
+void ops__report_http_error(const ops__options *o, const char *method, const char *target,
+                            long status, const ops__response *body);
+
+/* Appends text to out (of out_len bytes) percent-encoded as SigV4 wants query values: all but
+ * A-Z a-z 0-9 - _ . ~ as %XX. Returns false if it does not fit. */
+bool ops__query_encode(const char *text, char *out, size_t out_len);
+
+/* The document, indented, and a newline, on o->out. */
+void ops__print_json(const ops__options *o, const json_t *root);
+
+/*
+ * "ternctl cluster ...": args are the words after "cluster". ops__cluster_parse checks them
+ * (usage errors are EXIT_USAGE, before any credentials are needed) into an opaque command
+ * that ops__cluster_run then executes; returns EXIT_OK on success.
+ */
+typedef struct ops__cluster_cmd {
+    int kind;
+    unsigned long long node_id;
+    const char *peer;
+} ops__cluster_cmd;
+
+int ops__cluster_parse(const ops__options *o, int argc, char **argv, ops__cluster_cmd *cmd);
+int ops__cluster_run(const ops__options *o, const ops__cluster_cmd *cmd);
+/* The "Commands:" lines of the usage text for the cluster commands. */
+extern const char ops__cluster_usage[];
+
+#endif
