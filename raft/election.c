@@ -50,22 +50,31 @@ static void become_candidate(raft *r, bool pre_vote)
         r->vote = r->id;
         raft__mark_dirty(r);
     }
-    for (size_t k = 0; k < r->voters_count; k++)
+    for (size_t k = 0; k < r->progress_count; k++)
         r->progress[k].vote_result = r->progress[k].id == r->id ? 1 : 0;
     raft__reset_election_timer(r);
 }
 
+/* Votes of voters only: a learner's or a stranger's never counts (thesis 4.1). */
 static size_t count_votes(const raft *r, int result)
 {
     size_t n = 0;
-    for (size_t k = 0; k < r->voters_count; k++)
-        if (r->progress[k].vote_result == result) n++;
+    for (size_t k = 0; k < r->progress_count; k++)
+        if (r->progress[k].role == RAFT_MEMBER_VOTER && r->progress[k].vote_result == result) n++;
     return n;
+}
+
+/* Only a voter of its latest configuration campaigns, and not while installing a snapshot
+ * (its log is being replaced). */
+static bool may_campaign(const raft *r)
+{
+    return raft__is_voter(r, r->id) && !r->install_pending;
 }
 
 /* Figure 3.1 "Rules for Servers: Followers/Candidates": on timeout, start an election. */
 void raft__campaign(raft *r, bool pre_vote, bool transfer)
 {
+    RAFT_ASSERT(may_campaign(r));
     become_candidate(r, pre_vote);
     if (count_votes(r, 1) >= raft__quorum(r)) {
         /* A single-node cluster wins its (pre-)election alone. */
@@ -83,8 +92,8 @@ void raft__campaign(raft *r, bool pre_vote, bool transfer)
         .last_term = raft__log_last_term(r),
         .transfer = transfer,
     };
-    for (size_t k = 0; k < r->voters_count; k++) {
-        if (r->progress[k].id == r->id) continue;
+    for (size_t k = 0; k < r->progress_count; k++) {
+        if (r->progress[k].id == r->id || r->progress[k].role != RAFT_MEMBER_VOTER) continue;
         m.to = r->progress[k].id;
         raft__send(r, &m);
     }
@@ -92,8 +101,12 @@ void raft__campaign(raft *r, bool pre_vote, bool transfer)
 
 void raft__tick_election(raft *r, uint32_t elapsed_ms)
 {
-    r->election_elapsed += elapsed_ms;
-    if (r->election_elapsed >= r->election_timeout_randomized)
+    /* Saturates: a node that may not campaign keeps counting (so it leaves the lease). */
+    uint32_t limit = r->election_timeout_randomized;
+    r->election_elapsed = r->election_elapsed >= limit - TERN_MIN(limit, elapsed_ms)
+                              ? limit
+                              : r->election_elapsed + elapsed_ms;
+    if (r->election_elapsed >= limit && may_campaign(r))
         raft__campaign(r, r->config.pre_vote, false);
 }
 
@@ -133,7 +146,8 @@ void raft__recv_vote_response(raft *r, const raft_message *m)
     bool pre_vote = m->type == RAFT_MSG_PREVOTE_RESPONSE;
     if (pre_vote ? r->role != RAFT_PRECANDIDATE : r->role != RAFT_CANDIDATE) return;
     if (pre_vote && m->granted && m->term != r->term + 1) return; /* a stale round */
-    raft__progress *p = raft__progress_of(r, m->from);
+    raft__progress *p = raft__voter_of(r, m->from);
+    if (!p) return;
     if (p->vote_result == 0) p->vote_result = m->granted ? 1 : 2;
     if (count_votes(r, 1) >= raft__quorum(r)) {
         if (pre_vote)
@@ -148,6 +162,6 @@ void raft__recv_vote_response(raft *r, const raft_message *m)
 /* Thesis 3.10: TimeoutNow makes the transfer target start an election at once. */
 void raft__recv_timeout_now(raft *r, const raft_message *m)
 {
-    if (r->role == RAFT_LEADER) return;
+    if (r->role == RAFT_LEADER || !may_campaign(r)) return;
     raft__campaign(r, false, true);
 }

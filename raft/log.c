@@ -5,9 +5,15 @@
 #include "raft_internal.h"
 
 /*
- * Entries with index <= log.offset are read from the driver's storage; the
- * ones above are held in memory (with their data owned here) until they are
- * both durable and applied, when raft__log_trim drops them.
+ * The log is three ranges:
+ *
+ *   1 .. snapshot.index        compacted: gone, only the snapshot's term at its index is known
+ *   .. log.offset              read from the driver's storage
+ *   .. offset + count          held in memory (data owned here) until both durable and
+ *                              applied, when raft__log_trim drops them
+ *
+ * so snapshot.index <= log.offset always (raft_compact and a snapshot install move the
+ * offset up to the snapshot when memory still held entries at or below it).
  */
 
 uint64_t raft__log_last_index(const raft *r)
@@ -18,7 +24,8 @@ uint64_t raft__log_last_index(const raft *r)
 uint64_t raft__log_term(const raft *r, uint64_t index)
 {
     if (index == 0) return 0;
-    RAFT_ASSERT(index <= raft__log_last_index(r));
+    if (index == r->snapshot.index) return r->snapshot.term;
+    RAFT_ASSERT(index > r->snapshot.index && index <= raft__log_last_index(r));
     if (index > r->log.offset) return r->log.entries[index - r->log.offset - 1].term;
     uint64_t term = r->log.storage.term(r->log.storage.ctx, index);
     RAFT_ASSERT(term != 0);
@@ -32,7 +39,7 @@ uint64_t raft__log_last_term(const raft *r)
 
 void raft__log_get(const raft *r, uint64_t index, raft_entry *out)
 {
-    RAFT_ASSERT(index >= 1 && index <= raft__log_last_index(r));
+    RAFT_ASSERT(index > r->snapshot.index && index <= raft__log_last_index(r));
     if (index > r->log.offset) {
         *out = r->log.entries[index - r->log.offset - 1];
         return;
@@ -64,6 +71,14 @@ int raft__log_append(raft *r, const raft_entry *e)
     slot->data = data;
     if (r->persist_from > e->index) r->persist_from = e->index;
     raft__mark_dirty(r);
+    if (e->type == RAFT_ENTRY_CONFIG) {
+        /* Thesis 4.1: a configuration takes effect as soon as it is in the log. Leaders
+         * encode it themselves and raft_receive refuses an undecodable one. */
+        raft_conf conf;
+        int rc = raft_conf_decode(e->data, e->len, &conf);
+        RAFT_ASSERT(rc == 0);
+        raft__conf_set(r, &conf, e->index);
+    }
     return 0;
 }
 
@@ -88,6 +103,8 @@ void raft__log_truncate(raft *r, uint64_t index)
     if (r->stable >= index) r->stable = index - 1;
     if (r->handed_last >= index) r->handed_last = index - 1;
     raft__mark_dirty(r);
+    /* The configuration of a removed CONFIG entry never was: use the one before it. */
+    if (r->conf_index >= index) raft__conf_recompute(r, index);
 }
 
 void raft__log_trim(raft *r, uint64_t index)

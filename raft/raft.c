@@ -62,6 +62,8 @@ static const raft_config default_config = {
     .messages_max = 4096,
     .reads_max = 4096,
     .apply_entries_max = 1024,
+    .snapshot_chunk_bytes = 1 << 20,
+    .learner_catchup_entries = 256,
 };
 
 uint32_t raft_format_version(void)
@@ -100,9 +102,15 @@ uint64_t raft__random(raft *r)
 
 raft__progress *raft__progress_of(raft *r, uint64_t id)
 {
-    for (size_t k = 0; k < r->voters_count; k++)
+    for (size_t k = 0; k < r->progress_count; k++)
         if (r->progress[k].id == id) return &r->progress[k];
     return NULL;
+}
+
+raft__progress *raft__voter_of(raft *r, uint64_t id)
+{
+    raft__progress *p = raft__progress_of(r, id);
+    return p && p->role == RAFT_MEMBER_VOTER ? p : NULL;
 }
 
 size_t raft__quorum(const raft *r)
@@ -118,9 +126,9 @@ void raft__mark_dirty(raft *r)
 static int validate_config(const raft_config *c, char *errmsg, size_t len)
 {
     if (c->id == 0) return tern_errmsg(errmsg, len, "id must not be 0"), TERN_EINVAL;
-    if (c->voters_count == 0 || c->voters_count > RAFT_VOTERS_MAX || !c->voters)
-        return tern_errmsg(errmsg, len, "voters_count must be 1..%d", RAFT_VOTERS_MAX), TERN_EINVAL;
-    bool self = false;
+    if (c->voters_count > RAFT_VOTERS_MAX || (c->voters_count > 0 && !c->voters))
+        return tern_errmsg(errmsg, len, "voters_count must be 0..%d", RAFT_VOTERS_MAX), TERN_EINVAL;
+    bool self = c->voters_count == 0; /* a joining node */
     for (size_t k = 0; k < c->voters_count; k++) {
         if (c->voters[k] == 0) return tern_errmsg(errmsg, len, "voter id 0"), TERN_EINVAL;
         if (c->voters[k] == c->id) self = true;
@@ -137,8 +145,44 @@ static int validate_config(const raft_config *c, char *errmsg, size_t len)
                TERN_EINVAL;
     if (c->append_bytes_max == 0 || c->inflight_msgs_max == 0 || c->inflight_bytes_max == 0 ||
         c->uncommitted_bytes_max == 0 || c->entry_bytes_max == 0 || c->messages_max == 0 ||
-        c->reads_max == 0 || c->apply_entries_max == 0)
+        c->reads_max == 0 || c->apply_entries_max == 0 || c->snapshot_chunk_bytes == 0)
         return tern_errmsg(errmsg, len, "every bound must be > 0"), TERN_EINVAL;
+    return 0;
+}
+
+static int validate_storage(const raft_storage *storage, const raft_hard_state *hs,
+                            uint64_t applied_index, char *errmsg, size_t len)
+{
+    if (!storage || !storage->term || !storage->entry || !hs || hs->commit > storage->last_index ||
+        applied_index > storage->last_index)
+        return tern_errmsg(errmsg, len, "inconsistent storage, hard state or applied index"),
+               TERN_EINVAL;
+    const raft_snapshot_meta *snap = &storage->snapshot;
+    if (snap->index == 0) return 0;
+    if (snap->term == 0 || snap->index > storage->last_index || !raft__conf_valid(&snap->conf) ||
+        !storage->snapshot_read)
+        return tern_errmsg(errmsg, len, "inconsistent snapshot (index, term, conf, reader)"),
+               TERN_EINVAL;
+    /* The state machine starts from the snapshot: an applied index below it is a driver bug. */
+    if (applied_index < snap->index)
+        return tern_errmsg(errmsg, len, "applied index %llu below the snapshot's %llu",
+                           (unsigned long long)applied_index, (unsigned long long)snap->index),
+               TERN_EINVAL;
+    return 0;
+}
+
+/* The latest CONFIG entry in storage must decode (it is the configuration in force). */
+static int validate_stored_conf(const raft_storage *storage, char *errmsg, size_t len)
+{
+    for (uint64_t i = storage->last_index; i > storage->snapshot.index; i--) {
+        raft_entry e;
+        storage->entry(storage->ctx, i, &e);
+        if (e.type != RAFT_ENTRY_CONFIG) continue;
+        raft_conf conf;
+        if (raft_conf_decode(e.data, e.len, &conf) == 0) return 0;
+        return tern_errmsg(errmsg, len, "CONFIG entry %llu does not decode", (unsigned long long)i),
+               TERN_EINVAL;
+    }
     return 0;
 }
 
@@ -147,12 +191,10 @@ int raft_new(raft **out, const raft_config *config, const raft_storage *storage,
 {
     int rc = validate_config(config, errmsg, errmsg_len);
     if (rc) return rc;
-    /* An applied entry was committed even if the commit index was not yet persisted. */
-    if (!storage || !storage->term || !storage->entry || !hs || hs->commit > storage->last_index ||
-        applied_index > storage->last_index) {
-        tern_errmsg(errmsg, errmsg_len, "inconsistent storage, hard state or applied index");
-        return TERN_EINVAL;
-    }
+    rc = validate_storage(storage, hs, applied_index, errmsg, errmsg_len);
+    if (rc) return rc;
+    rc = validate_stored_conf(storage, errmsg, errmsg_len);
+    if (rc) return rc;
     raft *r = calloc(1, sizeof(*r));
     if (!r) return TERN_ENOMEM;
     r->config = *config;
@@ -168,20 +210,24 @@ int raft_new(raft **out, const raft_config *config, const raft_storage *storage,
      * hard state naming it is durable), so the vote is none.
      */
     if (storage->last_index > 0) {
-        uint64_t last_term = storage->term(storage->ctx, storage->last_index);
+        uint64_t last_term = storage->last_index == storage->snapshot.index
+                                 ? storage->snapshot.term
+                                 : storage->term(storage->ctx, storage->last_index);
         if (last_term > r->term) {
             r->term = r->term_floor = last_term;
             r->vote = 0;
         }
     }
-    r->commit = TERN_MAX(hs->commit, applied_index);
+    /* An applied entry was committed even if the commit index was not yet persisted, and so
+     * was everything in a snapshot (a crash may keep an install but not its hard state). */
+    r->commit = TERN_MAX(TERN_MAX(hs->commit, applied_index), storage->snapshot.index);
     r->applied = applied_index;
     r->handed_hs = *hs;
     r->log.storage = *storage;
     r->log.offset = storage->last_index;
     r->stable = r->handed_last = storage->last_index;
     r->persist_from = storage->last_index + 1;
-    r->voters_count = config->voters_count;
+    r->snapshot = storage->snapshot;
     r->outbox = calloc(config->messages_max, sizeof(*r->outbox));
     r->update_msgs = calloc(config->messages_max, sizeof(*r->update_msgs));
     r->reads = calloc(config->reads_max, sizeof(*r->reads));
@@ -191,17 +237,19 @@ int raft_new(raft **out, const raft_config *config, const raft_storage *storage,
     if (!r->outbox || !r->update_msgs || !r->reads || !r->reads_ready || !r->apply_buf ||
         !r->apply_data)
         goto err_after_alloc;
-    for (size_t k = 0; k < r->voters_count; k++) {
-        r->progress[k].id = config->voters[k];
+    /* Every slot gets its ring now, so membership changes never allocate. */
+    for (size_t k = 0; k < RAFT_MEMBERS_MAX; k++) {
         r->progress[k].inflight = calloc(config->inflight_msgs_max, sizeof(raft__inflight));
         if (!r->progress[k].inflight) goto err_after_alloc;
     }
-    r->config.voters = NULL; /* the caller's array is not kept */
-    r->conf.count = config->voters_count;
+    r->bootstrap.count = config->voters_count;
     for (size_t k = 0; k < config->voters_count; k++)
-        r->conf.members[k] = (raft_member){.id = config->voters[k], .role = RAFT_MEMBER_VOTER};
-    r->snapshot = storage->snapshot;
+        r->bootstrap.members[k] = (raft_member){.id = config->voters[k], .role = RAFT_MEMBER_VOTER};
+    r->config.voters = NULL; /* the caller's array is not kept */
     r->role = r->reported_role = RAFT_FOLLOWER;
+    /* The latest CONFIG entry in the log, else the snapshot's, else the bootstrap one. */
+    raft__conf_recompute(r, storage->last_index + 1);
+    r->conf_changed = false; /* the driver reads the first one with raft_get_conf */
     r->reported_term = r->term;
     raft__reset_election_timer(r);
     *out = r;
@@ -222,8 +270,9 @@ void raft_free(raft *r)
 {
     if (!r) return;
     outbox_clear(r);
-    for (size_t k = 0; k < r->voters_count; k++)
+    for (size_t k = 0; k < RAFT_MEMBERS_MAX; k++)
         free(r->progress[k].inflight);
+    raft__snapshot_free(r);
     for (size_t k = 0; k < r->apply_count; k++)
         free(r->apply_data[k]);
     raft__log_free(r);
@@ -245,10 +294,13 @@ void raft__send(raft *r, const raft_message *m)
     o->msg.from = r->id;
     o->persist_seq = r->dirty_seq;
     o->owned = NULL;
-    if (m->entries_count > 0) {
-        size_t bytes = m->entries_count * sizeof(raft_entry);
-        for (size_t k = 0; k < m->entries_count; k++)
-            bytes += m->entries[k].len;
+    o->msg.entries = NULL;
+    /* One buffer owns the entries (array first, for alignment), their data, a snapshot chunk
+     * and its configuration. */
+    size_t bytes = m->entries_count * sizeof(raft_entry) + m->data_len + m->conf_len;
+    for (size_t k = 0; k < m->entries_count; k++)
+        bytes += m->entries[k].len;
+    if (bytes > 0) {
         char *buf = malloc(bytes);
         if (!buf) return;
         raft_entry *copy = (raft_entry *)buf;
@@ -259,19 +311,36 @@ void raft__send(raft *r, const raft_message *m)
             copy[k].data = copy[k].len ? data : NULL;
             data += copy[k].len;
         }
-        o->msg.entries = copy;
+        if (m->entries_count > 0) o->msg.entries = copy;
+        o->msg.data = m->data_len ? data : NULL;
+        if (m->data_len) memcpy(data, m->data, m->data_len);
+        data += m->data_len;
+        o->msg.conf = m->conf_len ? data : NULL;
+        if (m->conf_len) memcpy(data, m->conf, m->conf_len);
         o->owned = buf;
-    } else {
-        o->msg.entries = NULL;
     }
     r->outbox_count++;
 }
 
-/* A message from the network is checked before it can reach an assertion. */
+/* A SNAPSHOT chunk: a real snapshot of at most the sender's term, a configuration that decodes. */
+static bool snapshot_valid(const raft_message *m)
+{
+    raft_conf conf;
+    return m->entries_count == 0 && m->last_index > 0 && m->last_term > 0 &&
+           m->last_term <= m->term && (m->data_len == 0 || m->data) &&
+           m->conf_len <= RAFT_CONF_ENCODED_MAX && (m->conf || m->conf_len == 0) &&
+           raft_conf_decode(m->conf, m->conf_len, &conf) == 0;
+}
+
+/*
+ * A message from the network is checked before it can reach an assertion. The sender need not
+ * be in our configuration (thesis 4.1: servers process requests without consulting their
+ * configuration, which may lag the sender's); responses from non-members are ignored later.
+ */
 static bool message_valid(const raft *r, const raft_message *m)
 {
-    if (m->to != r->id || m->from == r->id) return false;
-    if (!raft__progress_of((raft *)r, m->from)) return false;
+    if (m->to != r->id || m->from == r->id || m->from == 0) return false;
+    if (m->type == RAFT_MSG_SNAPSHOT) return snapshot_valid(m);
     if (m->type != RAFT_MSG_APPEND) return m->entries_count == 0;
     if (m->entries_count > 0 && !m->entries) return false;
     if (m->prev_term > m->term || (m->prev_index == 0 && m->prev_term != 0)) return false;
@@ -280,6 +349,9 @@ static bool message_valid(const raft *r, const raft_message *m)
         const raft_entry *e = &m->entries[k];
         if (e->index != m->prev_index + 1 + k || e->term < term || e->term > m->term ||
             (e->len > 0 && !e->data))
+            return false;
+        raft_conf conf;
+        if (e->type == RAFT_ENTRY_CONFIG && raft_conf_decode(e->data, e->len, &conf) != 0)
             return false;
         term = e->term;
     }
@@ -301,11 +373,12 @@ int raft_receive(raft *r, const raft_message *m)
             /* Carries the term the precandidate would campaign in. */
         } else {
             bool from_leader = m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
-                               m->type == RAFT_MSG_TIMEOUT_NOW;
+                               m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_TIMEOUT_NOW;
             raft__become_follower(r, m->term, from_leader ? m->from : 0);
         }
     } else if (m->term < r->term) {
-        if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT) {
+        if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
+            m->type == RAFT_MSG_SNAPSHOT) {
             /* Tell a deposed leader (perhaps cut off by pre-vote/check-quorum, which keep
              * our term from reaching it through votes) that its term is over. */
             raft_message resp = {
@@ -344,6 +417,12 @@ int raft_receive(raft *r, const raft_message *m)
     case RAFT_MSG_TIMEOUT_NOW:
         raft__recv_timeout_now(r, m);
         break;
+    case RAFT_MSG_SNAPSHOT:
+        raft__recv_snapshot(r, m);
+        break;
+    case RAFT_MSG_SNAPSHOT_RESPONSE:
+        raft__recv_snapshot_response(r, m);
+        break;
     default:
         return TERN_EINVAL;
     }
@@ -367,6 +446,7 @@ void raft_persisted(raft *r, uint64_t persist_seq)
     r->persisted_seq = persist_seq;
     r->stable = r->handed_last;
     r->handed_seq = persist_seq;
+    raft__snapshot_persisted(r);
     if (r->role == RAFT_LEADER) raft__leader_persisted(r);
 }
 
@@ -387,14 +467,21 @@ static bool batch_in_flight(const raft *r)
     return r->handed_seq > r->persisted_seq;
 }
 
+/* Committed entries to hand out: none while a received snapshot is being installed (the log
+ * below it is gone and the state machine is about to be replaced). */
+static uint64_t apply_limit(const raft *r)
+{
+    return r->install_pending ? r->applied : TERN_MIN(r->commit, r->stable);
+}
+
 bool raft_has_update(const raft *r)
 {
     if (!batch_in_flight(r) && (hard_state_changed(r) || r->dirty_seq > r->persisted_seq))
         return true;
     for (size_t k = 0; k < r->outbox_count; k++)
         if (r->outbox[k].persist_seq <= r->persisted_seq) return true;
-    if (r->applied < TERN_MIN(r->commit, r->stable)) return true;
-    return r->reads_ready_count > 0 || role_changed(r);
+    if (r->applied < apply_limit(r)) return true;
+    return r->reads_ready_count > 0 || role_changed(r) || r->conf_changed;
 }
 
 void raft_get_update(raft *r, raft_update *u)
@@ -418,13 +505,23 @@ void raft_get_update(raft *r, raft_update *u)
             r->handed_seq = r->dirty_seq;
             u->persist_seq = r->dirty_seq;
         }
+        if (r->chunk_state == RAFT__CHUNK_ACCEPTED) {
+            /* Accepting it bumped dirty_seq, so this batch has a persist_seq. */
+            RAFT_ASSERT(u->persist_seq != 0);
+            /* Installing discards the log: a batch with the done chunk carries no entries
+             * (none can exist above the snapshot while the install is pending). */
+            RAFT_ASSERT(!r->chunk.done || u->entries_count == 0);
+            u->snapshot_chunk = &r->chunk;
+            r->chunk_state = RAFT__CHUNK_HANDED;
+            r->chunk_seq = u->persist_seq;
+        }
     }
     size_t n = 0;
     for (size_t k = 0; k < r->outbox_count; k++)
         if (r->outbox[k].persist_seq <= r->persisted_seq) r->update_msgs[n++] = r->outbox[k].msg;
     u->messages = r->update_msgs;
     u->messages_count = n;
-    uint64_t apply_to = TERN_MIN(r->commit, r->stable);
+    uint64_t apply_to = apply_limit(r);
     r->apply_count = 0;
     for (uint64_t i = r->applied + 1; i <= apply_to && r->apply_count < r->config.apply_entries_max;
          i++) {
@@ -445,6 +542,8 @@ void raft_get_update(raft *r, raft_update *u)
     u->reads = r->reads_ready;
     u->reads_count = r->reads_ready_count;
     u->role_changed = role_changed(r);
+    u->conf_changed = r->conf_changed;
+    r->conf_changed = false;
     u->conf = &r->conf;
     u->role = r->role;
     u->term = r->term;
@@ -514,7 +613,7 @@ uint64_t raft_get_id(const raft *r)
 static int check_progress(const raft *r, char *errmsg, size_t len)
 {
     uint64_t last = raft__log_last_index(r);
-    for (size_t k = 0; k < r->voters_count; k++) {
+    for (size_t k = 0; k < r->progress_count; k++) {
         const raft__progress *p = &r->progress[k];
         if (p->id == r->id) continue;
         CHECK(p->match < p->next, "node %llu: progress %llu match %llu >= next %llu",
@@ -526,12 +625,91 @@ static int check_progress(const raft *r, char *errmsg, size_t len)
         CHECK(p->inflight_count <= r->config.inflight_msgs_max, "inflight count over bound");
         CHECK(p->state == RAFT__REPLICATE || p->inflight_count == 0,
               "probe state with messages in flight");
+        CHECK(p->state != RAFT__SNAPSHOT ||
+                  (p->snap_index > 0 && p->snap_index <= r->snapshot.index && p->snap_sent),
+              "node %llu: progress %llu streams snapshot %llu (ours: %llu) with nothing sent",
+              (unsigned long long)r->id, (unsigned long long)p->id,
+              (unsigned long long)p->snap_index, (unsigned long long)r->snapshot.index);
     }
+    /* (Once compacted, the no-op's term is no longer known, unless it is the snapshot's.) */
     CHECK(r->term_start_index > 0 && r->term_start_index <= last &&
-              raft__log_term(r, r->term_start_index) == r->term,
+              (r->term_start_index < r->snapshot.index ||
+               raft__log_term(r, r->term_start_index) == r->term),
           "node %llu: leader without its term's no-op", (unsigned long long)r->id);
-    CHECK(r->uncommitted_bytes <= r->config.uncommitted_bytes_max + r->config.entry_bytes_max,
+    CHECK(r->uncommitted_bytes <=
+              r->config.uncommitted_bytes_max + r->config.entry_bytes_max + RAFT_CONF_ENCODED_MAX,
           "uncommitted bytes over bound");
+    /* A leader removed from the configuration steps down once the change commits. */
+    CHECK(raft__is_voter(r, r->id) || r->conf_index > r->commit,
+          "node %llu: leads though removed by committed entry %llu", (unsigned long long)r->id,
+          (unsigned long long)r->conf_index);
+    /* One change at a time: a CONFIG entry of this term above commit is the only one there. */
+    size_t configs = 0;
+    bool own = false;
+    for (uint64_t i = TERN_MAX(r->commit, r->snapshot.index) + 1; i <= last; i++) {
+        raft_entry e;
+        raft__log_get(r, i, &e);
+        if (e.type != RAFT_ENTRY_CONFIG) continue;
+        configs++;
+        own = own || e.term == r->term;
+    }
+    CHECK(!own || configs == 1, "node %llu: %zu uncommitted CONFIG entries, one of this term",
+          (unsigned long long)r->id, configs);
+    return 0;
+}
+
+/* conf mirrors progress, member by member, and is the latest configuration in the log. */
+static int check_conf(const raft *r, char *errmsg, size_t len)
+{
+    unsigned long long id = (unsigned long long)r->id;
+    uint64_t last = raft__log_last_index(r);
+    CHECK(r->progress_count == r->conf.count && r->conf.count <= RAFT_MEMBERS_MAX,
+          "node %llu: %zu progress entries for %zu members", id, r->progress_count, r->conf.count);
+    size_t voters = 0;
+    for (size_t k = 0; k < r->conf.count; k++) {
+        CHECK(r->progress[k].id == r->conf.members[k].id &&
+                  r->progress[k].role == r->conf.members[k].role,
+              "node %llu: progress %zu is not member %llu", id, k,
+              (unsigned long long)r->conf.members[k].id);
+        if (r->conf.members[k].role == RAFT_MEMBER_VOTER) voters++;
+    }
+    CHECK(voters == r->voters_count && voters <= RAFT_VOTERS_MAX, "node %llu: voter count", id);
+    CHECK(r->conf.count == 0 || raft__conf_valid(&r->conf), "node %llu: invalid configuration", id);
+    CHECK(r->conf_index <= last, "node %llu: configuration from %llu beyond last index", id,
+          (unsigned long long)r->conf_index);
+    /* Only the CONFIG entries held in memory are checked (storage reads cost too much here). */
+    if (r->conf_index > r->snapshot.index && r->conf_index > r->log.offset)
+        CHECK(r->log.entries[r->conf_index - r->log.offset - 1].type == RAFT_ENTRY_CONFIG,
+              "node %llu: configuration index %llu is not a CONFIG entry", id,
+              (unsigned long long)r->conf_index);
+    for (uint64_t i = TERN_MAX(r->conf_index, r->log.offset) + 1; i <= last; i++)
+        CHECK(r->log.entries[i - r->log.offset - 1].type != RAFT_ENTRY_CONFIG,
+              "node %llu: CONFIG entry %llu above the configuration in force (%llu)", id,
+              (unsigned long long)i, (unsigned long long)r->conf_index);
+    /* Learners and non-members never campaign. */
+    if (r->role == RAFT_PRECANDIDATE || r->role == RAFT_CANDIDATE)
+        CHECK(raft__is_voter(r, r->id), "node %llu: %s without being a voter", id,
+              raft_role_name(r->role));
+    return 0;
+}
+
+/* The snapshot, the log window over it, and a received snapshot being installed. */
+static int check_snapshot(const raft *r, char *errmsg, size_t len)
+{
+    unsigned long long id = (unsigned long long)r->id;
+    CHECK(r->snapshot.index <= r->log.offset, "node %llu: log offset %llu below snapshot %llu", id,
+          (unsigned long long)r->log.offset, (unsigned long long)r->snapshot.index);
+    CHECK(r->snapshot.index <= r->commit, "node %llu: snapshot %llu above commit %llu", id,
+          (unsigned long long)r->snapshot.index, (unsigned long long)r->commit);
+    CHECK(r->snapshot.index == 0 || r->snapshot.term > 0, "node %llu: snapshot without term", id);
+    CHECK(r->install_pending || r->snapshot.index <= r->applied,
+          "node %llu: applied %llu below snapshot %llu", id, (unsigned long long)r->applied,
+          (unsigned long long)r->snapshot.index);
+    if (r->install_pending) {
+        CHECK(r->chunk_state != RAFT__CHUNK_NONE && r->chunk.done && r->role != RAFT_LEADER &&
+                  r->applied < r->snapshot.index && r->log.count == 0,
+              "node %llu: inconsistent snapshot install", id);
+    }
     return 0;
 }
 
@@ -552,14 +730,19 @@ int raft_check_invariants(const raft *r, char *errmsg, size_t len)
           "node %llu: persist sequence out of order", id);
     CHECK(r->outbox_count <= r->config.messages_max, "outbox over bound");
     CHECK(r->reads_count <= r->config.reads_max, "reads over bound");
-    CHECK(r->log.offset <= r->log.storage.last_index || r->log.offset <= r->stable,
+    CHECK(r->log.offset <= r->log.storage.last_index || r->log.offset <= r->stable ||
+              r->log.offset == r->snapshot.index,
           "node %llu: memory window starts above the stable log", id);
+    int rc = check_snapshot(r, errmsg, len);
+    if (rc) return rc;
+    rc = check_conf(r, errmsg, len);
+    if (rc) return rc;
     if (r->role == RAFT_LEADER || r->role == RAFT_CANDIDATE)
         CHECK(r->vote == r->id, "node %llu: %s in term %llu without voting for itself", id,
               raft_role_name(r->role), (unsigned long long)r->term);
     if (r->role == RAFT_LEADER) {
         CHECK(r->leader == r->id, "node %llu: leader does not know itself as leader", id);
-        int rc = check_progress(r, errmsg, len);
+        rc = check_progress(r, errmsg, len);
         if (rc) return rc;
     } else {
         CHECK(r->leader != r->id, "node %llu: non-leader names itself leader", id);

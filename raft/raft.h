@@ -13,15 +13,18 @@
  *   loop:
  *     feed events: raft_tick (elapsed ms), raft_receive (a message),
  *                  raft_propose, raft_read_index, raft_transfer_leadership,
+ *                  raft_propose_conf_change, raft_compact,
  *                  raft_persisted (a persist batch is durable)
  *     if raft_has_update(r):
  *       raft_get_update(r, &u)
- *       1. persist u.entries (first truncate the log at u.entries[0].index,
- *          then append) and then, or atomically with them, u.hard_state (if
- *          u.hard_state_changed: its commit may name an entry of this batch),
- *          then call raft_persisted(r, u.persist_seq) -- now or, for an
- *          asynchronous disk, later (the core hands out no further persist
- *          batch until then);
+ *       1. write u.snapshot_chunk if set (SNAPSHOTS; a done chunk installs
+ *          the snapshot, and its batch carries no entries), then persist
+ *          u.entries (first truncate the log at u.entries[0].index, then
+ *          append) and then, or atomically with them, u.hard_state (if
+ *          u.hard_state_changed: its commit may name an entry of this batch
+ *          or the snapshot it installs), then call raft_persisted(r,
+ *          u.persist_seq) -- now or, for an asynchronous disk, later (the
+ *          core hands out no further persist batch until then);
  *       2. send u.messages; apply u.committed; answer u.reads;
  *       3. raft_advance(r, &u).
  *
@@ -126,7 +129,7 @@ typedef struct raft_message {
      * stream, data/data_len = the chunk, done = last chunk. SNAPSHOT_RESPONSE:
      * last_index = the snapshot's index, offset = bytes received so far (the next
      * expected offset), reject = the receiver wants the stream from offset 0 again,
-     * done = installed (index = last_index is then the follower's match). */
+     * done = installed, or not needed (index = last_index is then the follower's match). */
     uint64_t offset;
     const void *data;
     size_t data_len;
@@ -159,6 +162,26 @@ typedef struct raft_read_ready {
  * (thesis 4.2.2). A node that is not in its own latest configuration never
  * campaigns. Each member carries an address the core stores but never reads
  * (the driver's "host:port"), so every node learns where new members live.
+ *
+ * Refinements (as implemented):
+ *   - Messages are processed without consulting the configuration (thesis
+ *     4.1): a sender outside it is accepted (a leader we do not know yet, a
+ *     removed node); responses and votes from non-voters never count, and
+ *     responses from non-members are ignored.
+ *   - The leader stops replicating to a removed member as soon as it appends
+ *     the change, so a removed node may never learn of its removal; pre-vote
+ *     and check-quorum keep it from disrupting the others. A driver learns
+ *     that a configuration is committed when it applies its CONFIG entry
+ *     (update.committed); a node removed by a committed configuration should
+ *     be shut down, and never rejoin with its old log under its old id.
+ *   - A leader that removed itself does not count itself in any majority;
+ *     once the change commits it steps down and sends TimeoutNow to its most
+ *     caught-up voter, so the next election starts at once.
+ *   - A node started with voters_count 0 and nothing in storage has an empty
+ *     configuration until a log or snapshot from a leader gives it one; it
+ *     then finds that configuration in its storage at every restart.
+ *   - update.conf_changed is not set for the configuration found at raft_new
+ *     (read it with raft_get_conf).
  */
 #define RAFT_MEMBERS_MAX 16 /* voters + learners */
 #define RAFT_ADDRESS_MAX 96 /* including the terminating NUL */
@@ -224,6 +247,31 @@ const raft_member *raft_conf_find(const raft_conf *c, uint64_t id);
  * applied to that index and the configuration to the snapshot's, and
  * acknowledges. A chunk for a snapshot at or below the commit index is
  * acknowledged as installed without being handed out.
+ *
+ * Refinements (as implemented):
+ *   - raft_compact reads the term of meta.index to check it: delete entries
+ *     only after it returns. The driver's snapshot must stay readable through
+ *     snapshot_read until a newer one replaces it (TERN_ENOTFOUND meanwhile
+ *     only delays the follower: the leader retries every heartbeat interval).
+ *   - The follower discards its whole log on install (Figure 5.3 step 7). A
+ *     snapshot whose last entry (index and term) the follower already holds
+ *     is not installed (step 6): the follower commits up to it and answers
+ *     done once that entry is durable.
+ *   - Once the done chunk is accepted, the core's log already starts after
+ *     the snapshot (raft_get_snapshot names it), but until its persist batch
+ *     is durable it hands out no committed entries, ignores AppendEntries and
+ *     further chunks, and does not campaign. The batch with the done chunk
+ *     holds no entries, and its hard state commits the snapshot index. After
+ *     raft_persisted, committed entries resume at snapshot index + 1: the
+ *     applied index only ever moves forward (by applying, or by an install).
+ *   - A stream is that of one sender and one snapshot (index, term): a chunk
+ *     at offset 0 starts a new one; a chunk beyond the next expected offset,
+ *     or of a stream not being received (after a restart, say), is answered
+ *     with reject and the sender starts over; one below it is a duplicate,
+ *     answered with the expected offset.
+ *   - Compacted entries are gone for the checks too: raft_check_invariants
+ *     requires snapshot index <= log offset, commit and (except while an
+ *     install is pending) applied.
  */
 typedef struct raft_snapshot_meta {
     uint64_t index; /* last log index the snapshot includes (0: no snapshot) */
@@ -258,15 +306,19 @@ typedef struct raft_storage {
      * The latest durable snapshot at raft_new (index 0: none). The log then
      * starts at snapshot.index + 1 (storage holds last_index - snapshot.index
      * entries), and the configuration is the latest CONFIG entry in the log,
-     * else the snapshot's, else raft_config.voters (bootstrap).
+     * else the snapshot's, else raft_config.voters (bootstrap). With a
+     * snapshot, snapshot_read must be set and raft_new's applied_index must be
+     * at least snapshot.index (the state machine starts from the snapshot).
      */
     raft_snapshot_meta snapshot;
     /*
      * Reads up to len bytes at offset of the byte stream of the snapshot with
-     * index snapshot_index (the latest one given by raft_compact, or the one
-     * above). Returns the bytes read (0 only at the end of the stream) or a
-     * negative TERN_E* code (the core retries later; TERN_ENOTFOUND: that
-     * snapshot is gone). May be NULL when the driver never compacts.
+     * index snapshot_index (the latest one given by raft_compact, installed,
+     * or the one above). Returns the bytes read, which is len unless the
+     * stream ends first (a short count marks the last chunk; 0 at the end),
+     * or a negative TERN_E* code (the core retries after a heartbeat interval;
+     * TERN_ENOTFOUND: that snapshot is gone). May be NULL when the driver
+     * never compacts.
      */
     long (*snapshot_read)(void *ctx, uint64_t snapshot_index, uint64_t offset, void *buf,
                           size_t len);
@@ -292,11 +344,12 @@ typedef struct raft_config {
     size_t messages_max;              /* outbox; further messages are dropped (as lost) */
     size_t reads_max;                 /* pending ReadIndex requests (TERN_EAGAIN beyond) */
     size_t apply_entries_max;         /* committed entries per update */
-    size_t snapshot_chunk_bytes;      /* InstallSnapshot chunk size */
+    size_t snapshot_chunk_bytes;      /* InstallSnapshot chunk size (> 0) */
     uint64_t learner_catchup_entries; /* promote only when match >= last index - this */
 } raft_config;
 
-/* Fills c with defaults (1000/100 ms, pre-vote and check-quorum on, bounds set). */
+/* Fills c with defaults (1000/100 ms, pre-vote and check-quorum on, bounds set; 1 MiB snapshot
+ * chunks, learners promoted within 256 entries of the leader). */
 void raft_config_default(raft_config *c);
 
 typedef struct raft raft;
@@ -327,8 +380,10 @@ uint32_t raft_format_version(void);
 
 /*
  * Creates a node from its durable state (hard_state, storage) and the index
- * the state machine has applied. Returns 0, TERN_EINVAL (bad config, with the
- * reason in errmsg) or TERN_ENOMEM.
+ * the state machine has applied. Returns 0, TERN_EINVAL (bad config or
+ * storage -- a snapshot without snapshot_read, applied_index below the
+ * snapshot, a CONFIG entry that does not decode -- with the reason in errmsg)
+ * or TERN_ENOMEM. The commit index starts at least at the snapshot's index.
  */
 int raft_new(raft **out, const raft_config *config, const raft_storage *storage,
              const raft_hard_state *hard_state, uint64_t applied_index, char *errmsg,
@@ -337,9 +392,10 @@ void raft_free(raft *r);
 
 /* Time passes (elapsed_ms since the last tick): election and heartbeat timers. */
 void raft_tick(raft *r, uint32_t elapsed_ms);
-/* A message arrived. Returns 0 or TERN_EINVAL (not addressed to this node, unknown sender,
- * malformed: entries not contiguous after prev_index or terms out of order); a refused
- * message changes nothing. */
+/* A message arrived. Returns 0 or TERN_EINVAL (not addressed to this node, from id 0 or from
+ * itself, malformed: entries not contiguous after prev_index, terms out of order, a CONFIG
+ * entry or a SNAPSHOT configuration that does not decode); a refused message changes nothing.
+ * A sender outside the configuration is not refused (MEMBERSHIP). */
 int raft_receive(raft *r, const raft_message *m);
 /*
  * Appends a client command (leader only). Returns 0 with *index set,
@@ -355,7 +411,8 @@ int raft_propose(raft *r, const void *data, size_t len, uint64_t *index);
  */
 int raft_read_index(raft *r, uint64_t request_id);
 /* Starts moving leadership to target (thesis 3.10). TERN_EPRECOND if not leader, TERN_EINVAL
- * for an unknown target, TERN_EAGAIN if a transfer is in progress. */
+ * for a target that is not a voter (unknown, a learner, or itself), TERN_EAGAIN if a transfer
+ * is in progress. */
 int raft_transfer_leadership(raft *r, uint64_t target);
 /* The persist batch persist_seq (and all before it) is durable. */
 void raft_persisted(raft *r, uint64_t persist_seq);
@@ -371,7 +428,9 @@ int raft_propose_conf_change(raft *r, raft_conf_change_type type, uint64_t node_
                              const char *address, uint64_t *index);
 /*
  * The driver's snapshot described by meta is durable (SNAPSHOTS); meta.index must be at most
- * the applied index and above the previous snapshot's. Returns 0 or TERN_EINVAL.
+ * the applied index and above the previous snapshot's, meta.term the term of that entry and
+ * meta.conf a valid configuration, and storage.snapshot_read must be set. Returns 0 or
+ * TERN_EINVAL (nothing changed).
  */
 int raft_compact(raft *r, const raft_snapshot_meta *meta);
 
@@ -389,7 +448,8 @@ const raft_conf *raft_get_conf(const raft *r);
 /* The latest snapshot the core knows (index 0: none). */
 const raft_snapshot_meta *raft_get_snapshot(const raft *r);
 
-/* The leader's view of one member, for status pages (leader only; others get count 0). */
+/* The leader's view of one member, for status pages (leader only; others get count 0). Members
+ * in configuration order, learners included; a leader that removed itself is not listed. */
 typedef struct raft_member_progress {
     uint64_t id;
     raft_member_role role;
@@ -405,7 +465,11 @@ const char *raft_role_name(raft_role role);
 /*
  * Checks the core's invariants (commit <= last index, applied <= commit, the
  * term never decreases, a leader voted for itself in its term, progress
- * bounds, ...). Returns 0, or TERN_ECORRUPT with the first violation in errmsg.
+ * bounds, progress exactly for the members, only voters campaign, a leader
+ * holds at most one CONFIG entry of its term above commit and no other one,
+ * a removed leader steps down once that commits, snapshot index <= log
+ * offset, commit and applied, ...). Returns 0, or TERN_ECORRUPT with the
+ * first violation in errmsg.
  */
 int raft_check_invariants(const raft *r, char *errmsg, size_t len);
 

@@ -19,7 +19,7 @@
 typedef enum raft__progress_state {
     RAFT__PROBE = 0, /* one AppendEntries at a time until the match point is known */
     RAFT__REPLICATE, /* pipelined, bounded by inflight_msgs_max and inflight_bytes_max */
-    /* Reserved for a later session: RAFT__SNAPSHOT. */
+    RAFT__SNAPSHOT,  /* next <= snapshot index: the snapshot goes, one chunk at a time */
 } raft__progress_state;
 
 /* One in-flight AppendEntries: freed when the follower acknowledges last_index. */
@@ -28,9 +28,11 @@ typedef struct raft__inflight {
     size_t bytes;
 } raft__inflight;
 
-/* The leader's view of one voter (Figure 3.1 nextIndex/matchIndex, plus flow control). */
+/* The leader's view of one member (Figure 3.1 nextIndex/matchIndex, plus flow control);
+ * followers and candidates keep the same array, in configuration order, for vote counting. */
 typedef struct raft__progress {
     uint64_t id;
+    raft_member_role role;
     uint64_t match;
     uint64_t next;
     raft__progress_state state;
@@ -43,6 +45,11 @@ typedef struct raft__progress {
     size_t inflight_bytes;
     /* Candidate: vote result (0 unknown, 1 granted, 2 rejected). */
     int vote_result;
+    /* SNAPSHOT (snapshot.c): the stream being sent, stop-and-wait. */
+    uint64_t snap_index;   /* the snapshot being sent */
+    uint64_t snap_offset;  /* bytes the follower acknowledged: the next chunk starts here */
+    bool snap_sent;        /* a chunk is outstanding (or a read failed: retry on the timer) */
+    uint32_t snap_elapsed; /* ms since the outstanding chunk went */
 } raft__progress;
 
 /* A stored log entry; data is owned (malloc) by the log. */
@@ -78,8 +85,10 @@ struct raft {
     raft__log log;
     uint64_t rng;
 
-    raft__progress progress[RAFT_VOTERS_MAX];
-    size_t voters_count;
+    /* One per member of conf, in the same order (membership.c keeps them in step). */
+    raft__progress progress[RAFT_MEMBERS_MAX];
+    size_t progress_count;
+    size_t voters_count; /* voters in conf */
 
     /* Timers (ms). */
     uint32_t election_elapsed;
@@ -124,29 +133,56 @@ struct raft {
     uint64_t reported_term;
     uint64_t reported_leader;
 
-    /* Membership and snapshots (membership.c, snapshot.c). */
+    /* Membership (membership.c): conf is the latest configuration in the log. */
     raft_conf conf;
-    raft_snapshot_meta snapshot;
+    uint64_t conf_index; /* where conf took effect: its CONFIG entry, the snapshot, or 0 */
+    raft_conf bootstrap; /* raft_config.voters (empty for a joining node) */
+    bool conf_changed;   /* not yet reported in an update */
+
+    /* Snapshots (snapshot.c). */
+    raft_snapshot_meta snapshot; /* entries at or below snapshot.index are gone */
+    /* Receiving: the stream being written by the driver (from one sender). */
+    raft_snapshot_meta recv_meta;
+    uint64_t recv_from;
+    uint64_t recv_offset; /* bytes accepted so far: the next expected offset */
+    bool recv_active;
+    /* The accepted chunk: NONE, ACCEPTED (waiting for a persist batch), HANDED (in one). */
+    enum { RAFT__CHUNK_NONE = 0, RAFT__CHUNK_ACCEPTED, RAFT__CHUNK_HANDED } chunk_state;
+    raft_snapshot_chunk chunk;
+    void *chunk_data;
+    uint64_t chunk_seq; /* the persist batch that holds the chunk */
+    /* A done chunk was accepted: the log already starts after recv_meta.index, but the
+     * driver installs the snapshot only with the chunk's batch; nothing is applied, no
+     * entry appended and no campaign started until then. */
+    bool install_pending;
 };
 
 /* raft.c */
 uint64_t raft__random(raft *r);
 raft__progress *raft__progress_of(raft *r, uint64_t id);
+/* The progress of id if it is a voter in the current configuration, else NULL. */
+raft__progress *raft__voter_of(raft *r, uint64_t id);
+/* A majority of the voters of the current configuration. */
 size_t raft__quorum(const raft *r);
 void raft__mark_dirty(raft *r);
-/* Queues m (copying entries into an owned buffer); a full outbox or no memory drops it. */
+/* Queues m (copying entries, data and conf into an owned buffer); a full outbox or no memory
+ * drops it. */
 void raft__send(raft *r, const raft_message *m);
 
 /* log.c */
 uint64_t raft__log_last_index(const raft *r);
-/* Term at index: 0 for index 0, asserts the index exists. */
+/* Term at index: 0 for index 0, the snapshot's term at its index, asserts the entry exists
+ * (snapshot.index < index <= last index). */
 uint64_t raft__log_term(const raft *r, uint64_t index);
 uint64_t raft__log_last_term(const raft *r);
-/* Copies the entry at index (memory or storage) into *out; data points to storage or log. */
+/* Copies the entry at index (memory or storage) into *out; data points to storage or log.
+ * Asserts snapshot.index < index <= last index. */
 void raft__log_get(const raft *r, uint64_t index, raft_entry *out);
-/* Appends a copy of e (its data copied); returns 0 or TERN_ENOMEM. */
+/* Appends a copy of e (its data copied); a CONFIG entry takes effect at once. Returns 0 or
+ * TERN_ENOMEM. */
 int raft__log_append(raft *r, const raft_entry *e);
-/* Removes all entries from index on (Figure 3.1 AppendEntries receiver step 3). */
+/* Removes all entries from index on (Figure 3.1 AppendEntries receiver step 3); a removed
+ * CONFIG entry reverts the configuration to the previous one. */
 void raft__log_truncate(raft *r, uint64_t index);
 /* Drops from memory the entries at or below index (they are durable in storage). */
 void raft__log_trim(raft *r, uint64_t index);
@@ -181,6 +217,29 @@ void raft__recv_heartbeat_response(raft *r, const raft_message *m);
 /* Figure 3.1 "Leaders" and Figure 3.7: commit only by counting current-term replicas. */
 bool raft__maybe_commit(raft *r);
 void raft__leader_persisted(raft *r);
+
+/* membership.c */
+bool raft__conf_valid(const raft_conf *c);
+/* Makes conf (taking effect at index) current: progress array, voter count, reporting. */
+void raft__conf_set(raft *r, const raft_conf *conf, uint64_t index);
+/* Recomputes the configuration from the log, the snapshot and the bootstrap (thesis 4.1: the
+ * latest one in the log, committed or not), scanning down from below before_index. */
+void raft__conf_recompute(raft *r, uint64_t before_index);
+/* True if id is a voter in the current configuration. */
+bool raft__is_voter(const raft *r, uint64_t id);
+/* A removed leader steps down once the configuration without it commits (thesis 4.2.2). */
+bool raft__maybe_step_down_removed(raft *r);
+
+/* snapshot.c */
+/* Sends the snapshot to p (enters the SNAPSHOT state, or sends its next chunk). */
+void raft__send_snapshot(raft *r, raft__progress *p);
+void raft__tick_snapshots(raft *r, uint32_t elapsed_ms);
+void raft__recv_snapshot(raft *r, const raft_message *m);
+void raft__recv_snapshot_response(raft *r, const raft_message *m);
+/* A persist batch is durable: an accepted chunk is written, a done one installed. */
+void raft__snapshot_persisted(raft *r);
+/* Frees the receiving side's buffers. */
+void raft__snapshot_free(raft *r);
 
 /* read.c */
 void raft__reads_on_commit(raft *r);

@@ -38,11 +38,10 @@ static void start_round(raft *r)
         r->reads[k].index = r->commit;
     }
     if (!any) return;
-    raft__progress_of(r, r->id)->read_ack = r->read_round;
-    if (r->voters_count == 1)
-        raft__reads_on_ack(r);
-    else
-        raft__broadcast_heartbeat(r, r->read_round);
+    raft__progress *self = raft__voter_of(r, r->id); /* NULL once it removed itself */
+    if (self) self->read_ack = r->read_round;
+    raft__reads_on_ack(r); /* a single voter confirms alone */
+    if (r->reads_count > 0) raft__broadcast_heartbeat(r, r->read_round);
 }
 
 int raft_read_index(raft *r, uint64_t request_id)
@@ -66,8 +65,9 @@ void raft__reads_on_ack(raft *r)
     for (size_t k = 0; k < r->reads_count; k++) {
         raft__read *read = &r->reads[k];
         size_t acks = 0;
-        for (size_t j = 0; read->round != 0 && j < r->voters_count; j++)
-            if (r->progress[j].read_ack >= read->round) acks++;
+        for (size_t j = 0; read->round != 0 && j < r->progress_count; j++)
+            if (r->progress[j].role == RAFT_MEMBER_VOTER && r->progress[j].read_ack >= read->round)
+                acks++;
         if (read->round != 0 && acks >= raft__quorum(r))
             push_ready(r, read->request_id, read->index, 0);
         else
@@ -92,7 +92,7 @@ int raft_transfer_leadership(raft *r, uint64_t target)
 {
     RAFT_ASSERT(!r->update_out);
     if (r->role != RAFT_LEADER) return TERN_EPRECOND;
-    raft__progress *p = raft__progress_of(r, target);
+    raft__progress *p = raft__voter_of(r, target); /* only a voter can be elected */
     if (!p || target == r->id) return TERN_EINVAL;
     if (r->transfer_target != 0) return TERN_EAGAIN;
     r->transfer_target = target;

@@ -13,6 +13,9 @@ static void progress_reset(raft *r, raft__progress *p)
     p->recent_active = true;
     p->read_ack = 0;
     p->inflight_start = p->inflight_count = p->inflight_bytes = 0;
+    p->snap_index = p->snap_offset = 0;
+    p->snap_sent = false;
+    p->snap_elapsed = 0;
 }
 
 /*
@@ -30,7 +33,7 @@ void raft__become_leader(raft *r)
     r->transfer_target = 0;
     r->uncommitted_bytes = 0;
     r->read_round = 0;
-    for (size_t k = 0; k < r->voters_count; k++)
+    for (size_t k = 0; k < r->progress_count; k++)
         progress_reset(r, &r->progress[k]);
     raft_entry noop = {
         .index = raft__log_last_index(r) + 1, .term = r->term, .type = RAFT_ENTRY_NOOP};
@@ -40,7 +43,8 @@ void raft__become_leader(raft *r)
         return;
     }
     r->term_start_index = noop.index;
-    raft__progress *self = raft__progress_of(r, r->id);
+    raft__progress *self = raft__voter_of(r, r->id); /* only voters campaign */
+    RAFT_ASSERT(self);
     self->match = r->stable;
     self->next = raft__log_last_index(r) + 1;
     raft__broadcast_append(r);
@@ -65,13 +69,15 @@ int raft_propose(raft *r, const void *data, size_t len, uint64_t *index)
     if (rc) return rc;
     r->uncommitted_bytes += len;
     if (index) *index = e.index;
-    raft__progress_of(r, r->id)->next = e.index + 1;
+    raft__progress *self = raft__progress_of(r, r->id); /* NULL once it removed itself */
+    if (self) self->next = e.index + 1;
     raft__broadcast_append(r);
     return 0;
 }
 
 static bool progress_paused(const raft *r, const raft__progress *p)
 {
+    if (p->state == RAFT__SNAPSHOT) return true; /* stop-and-wait chunks (snapshot.c) */
     if (p->state == RAFT__PROBE) return p->probe_sent;
     return p->inflight_count >= r->config.inflight_msgs_max ||
            p->inflight_bytes >= r->config.inflight_bytes_max;
@@ -112,6 +118,11 @@ static void inflight_free_to(raft *r, raft__progress *p, uint64_t index)
 void raft__send_append(raft *r, raft__progress *p, bool allow_empty)
 {
     if (p->id == r->id || progress_paused(r, p)) return;
+    if (p->next <= r->snapshot.index) {
+        /* The entries it needs are compacted away: it gets the snapshot (thesis 5.1). */
+        raft__send_snapshot(r, p);
+        return;
+    }
     uint64_t last = raft__log_last_index(r);
     if (p->next > last && !allow_empty) return;
     raft_entry batch[RAFT__APPEND_ENTRIES_MAX];
@@ -161,7 +172,7 @@ void raft__send_append(raft *r, raft__progress *p, bool allow_empty)
 
 void raft__broadcast_append(raft *r)
 {
-    for (size_t k = 0; k < r->voters_count; k++) {
+    for (size_t k = 0; k < r->progress_count; k++) {
         raft__progress *p = &r->progress[k];
         if (p->id == r->id) continue;
         /* Send while the pipeline has room and there is something to send. */
@@ -175,7 +186,7 @@ void raft__broadcast_append(raft *r)
 
 void raft__broadcast_heartbeat(raft *r, uint64_t context)
 {
-    for (size_t k = 0; k < r->voters_count; k++) {
+    for (size_t k = 0; k < r->progress_count; k++) {
         raft__progress *p = &r->progress[k];
         if (p->id == r->id) continue;
         raft_message m = {.type = RAFT_MSG_HEARTBEAT,
@@ -187,13 +198,13 @@ void raft__broadcast_heartbeat(raft *r, uint64_t context)
     }
 }
 
-/* Thesis 6.2 check-quorum: a leader that has not heard from a majority steps down. */
+/* Thesis 6.2 check-quorum: a leader that has not heard from a majority of voters steps down. */
 static void check_quorum(raft *r)
 {
     size_t active = 0;
-    for (size_t k = 0; k < r->voters_count; k++) {
+    for (size_t k = 0; k < r->progress_count; k++) {
         raft__progress *p = &r->progress[k];
-        if (p->id == r->id || p->recent_active) active++;
+        if (p->role == RAFT_MEMBER_VOTER && (p->id == r->id || p->recent_active)) active++;
         if (p->id != r->id) p->recent_active = false;
     }
     if (active < raft__quorum(r)) raft__become_follower(r, r->term, 0);
@@ -218,13 +229,14 @@ void raft__tick_leader(raft *r, uint32_t elapsed_ms)
         r->heartbeat_elapsed = 0;
         raft__broadcast_heartbeat(r, 0);
     }
+    raft__tick_snapshots(r, elapsed_ms);
 }
 
 /* Counts the leader's own replica only once its entries are durable. */
 void raft__leader_persisted(raft *r)
 {
     raft__progress *self = raft__progress_of(r, r->id);
-    self->match = TERN_MAX(self->match, r->stable);
+    if (self) self->match = TERN_MAX(self->match, r->stable);
     if (raft__maybe_commit(r)) raft__broadcast_append(r);
 }
 
@@ -238,13 +250,17 @@ static int compare_u64(const void *a, const void *b)
  * Figure 3.1 "Rules for Servers: Leaders" and section 3.6.2 (Figure 3.7):
  * commit N if a majority has matchIndex >= N and log[N].term == currentTerm.
  * Entries of earlier terms commit only indirectly, by a current-term entry.
+ * Only voters of the configuration in force count (thesis 4.1), the leader
+ * itself only while it is one of them (thesis 4.2.2).
  */
 bool raft__maybe_commit(raft *r)
 {
     uint64_t matches[RAFT_VOTERS_MAX];
-    for (size_t k = 0; k < r->voters_count; k++)
-        matches[k] = r->progress[k].match;
-    qsort(matches, r->voters_count, sizeof(matches[0]), compare_u64);
+    size_t voters = 0;
+    for (size_t k = 0; k < r->progress_count; k++)
+        if (r->progress[k].role == RAFT_MEMBER_VOTER) matches[voters++] = r->progress[k].match;
+    RAFT_ASSERT(voters == r->voters_count && voters > 0);
+    qsort(matches, voters, sizeof(matches[0]), compare_u64);
     uint64_t n = matches[raft__quorum(r) - 1];
     if (n <= r->commit || raft__log_term(r, n) != r->term) return false;
     for (uint64_t i = r->commit + 1; i <= n; i++) {
@@ -254,6 +270,7 @@ bool raft__maybe_commit(raft *r)
         r->uncommitted_bytes -= TERN_MIN(r->uncommitted_bytes, e.len);
     }
     r->commit = n;
+    if (raft__maybe_step_down_removed(r)) return false;
     raft__reads_on_commit(r);
     return true;
 }
@@ -262,7 +279,8 @@ bool raft__maybe_commit(raft *r)
 static uint64_t first_index_of_term(const raft *r, uint64_t index)
 {
     uint64_t term = raft__log_term(r, index);
-    while (index > r->commit + 1 && raft__log_term(r, index - 1) == term)
+    while (index > r->commit + 1 && index - 1 > r->snapshot.index &&
+           raft__log_term(r, index - 1) == term)
         index--;
     return index;
 }
@@ -277,6 +295,8 @@ void raft__recv_append(raft *r, const raft_message *m)
 {
     RAFT_ASSERT(m->term == r->term);
     raft__become_follower(r, r->term, m->from);
+    /* Nothing is built on a log the driver is replacing by a snapshot: as if lost. */
+    if (r->install_pending) return;
     raft_message resp = {.type = RAFT_MSG_APPEND_RESPONSE, .to = m->from, .term = r->term};
     uint64_t last = raft__log_last_index(r);
     if (m->prev_index < r->commit) {
@@ -319,7 +339,9 @@ static uint64_t backtrack(const raft *r, const raft_message *m)
     if (m->hint_term == 0) return m->hint_index;
     /* If we have entries of the conflicting term, the follower may match up to our last one. */
     uint64_t i = TERN_MIN(m->index, raft__log_last_index(r));
-    while (i > 0 && raft__log_term(r, i) > m->hint_term)
+    /* A rejection of a probe sent before we compacted: the snapshot will be needed. */
+    if (i < r->snapshot.index) return m->hint_index;
+    while (i > r->snapshot.index && raft__log_term(r, i) > m->hint_term)
         i--;
     if (i > 0 && raft__log_term(r, i) == m->hint_term) return i + 1;
     return m->hint_index;
@@ -331,7 +353,21 @@ void raft__recv_append_response(raft *r, const raft_message *m)
 {
     if (r->role != RAFT_LEADER) return;
     raft__progress *p = raft__progress_of(r, m->from);
+    if (!p || p->id == r->id) return; /* not a member (any more) */
     p->recent_active = true;
+    if (p->state == RAFT__SNAPSHOT) {
+        /* Acknowledgements from before the snapshot started are real: keep the match, and
+         * stop streaming once it covers the snapshot. Rejections are stale. */
+        if (m->reject || m->index <= p->match) return;
+        p->match = m->index;
+        if (p->next <= p->match) p->next = p->match + 1;
+        if (raft__maybe_commit(r)) raft__broadcast_append(r);
+        if (r->role != RAFT_LEADER || p->next <= r->snapshot.index) return;
+        p->state = RAFT__PROBE;
+        p->probe_sent = false;
+        raft__send_append(r, p, true);
+        return;
+    }
     if (m->reject) {
         /* Stale: the rejected point is already matched, or not the probe outstanding. */
         if (m->index <= p->match) return;
@@ -353,6 +389,7 @@ void raft__recv_append_response(raft *r, const raft_message *m)
         }
         inflight_free_to(r, p, m->index);
         if (raft__maybe_commit(r)) raft__broadcast_append(r);
+        if (r->role != RAFT_LEADER) return; /* removed, and the change just committed */
         if (r->transfer_target == p->id && p->match == raft__log_last_index(r)) {
             raft_message t = {.type = RAFT_MSG_TIMEOUT_NOW, .to = p->id, .term = r->term};
             raft__send(r, &t);
@@ -382,6 +419,7 @@ void raft__recv_heartbeat_response(raft *r, const raft_message *m)
 {
     if (r->role != RAFT_LEADER) return;
     raft__progress *p = raft__progress_of(r, m->from);
+    if (!p || p->id == r->id) return;
     p->recent_active = true;
     if (m->context > p->read_ack) {
         p->read_ack = m->context;

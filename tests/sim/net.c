@@ -10,7 +10,8 @@
  * Messages carry a delivery time drawn per message, so two messages on the
  * same link overtake each other whenever their delays differ (reordering).
  * Links are cut at delivery, not at send: a partition that appears while a
- * message is in flight loses it, as a real one would.
+ * message is in flight loses it, as a real one would. Links are between slots
+ * (sim_slot_of), so a fresh node in a slot inherits the slot's links.
  */
 
 void sim_net_init(sim_net *n)
@@ -24,6 +25,9 @@ void sim_net_init(sim_net *n)
 
 void sim_net_free_msg(raft_message *m)
 {
+    free((void *)m->data);
+    free((void *)m->conf);
+    m->data = m->conf = NULL;
     for (size_t k = 0; k < m->entries_count && m->entries; k++)
         free((void *)m->entries[k].data);
     free((void *)m->entries);
@@ -38,10 +42,21 @@ void sim_net_free(sim_net *n)
     memset(n, 0, sizeof(*n));
 }
 
+static void *copy_bytes(const void *data, size_t len)
+{
+    if (len == 0) return NULL;
+    void *copy = malloc(len);
+    assert(copy);
+    memcpy(copy, data, len);
+    return copy;
+}
+
 static void copy_message(raft_message *to, const raft_message *m)
 {
     *to = *m;
     to->entries = NULL;
+    to->data = copy_bytes(m->data, m->data_len);
+    to->conf = copy_bytes(m->conf, m->conf_len);
     if (m->entries_count == 0) return;
     raft_entry *entries = calloc(m->entries_count, sizeof(*entries));
     assert(entries);
@@ -98,7 +113,7 @@ bool sim_net_next(sim_net *n, uint64_t now_ms, bool (*accept)(void *ctx, uint64_
         if (best == n->count) return false;
         *out = n->msgs[best].m;
         n->msgs[best] = n->msgs[--n->count];
-        if (!n->cut[out->from][out->to]) {
+        if (!n->cut[sim_slot_of(out->from)][sim_slot_of(out->to)]) {
             n->delivered++;
             return true;
         }
@@ -120,25 +135,25 @@ static void cut_both(sim_net *n, size_t a, size_t b)
 /* Splits the nodes into two random sides; a bridge node (if any) keeps links to both. */
 static void split(sim_net *n, sim_rng *g, size_t nodes, bool bridge, char *what, size_t len)
 {
-    bool side[SIM_NODES_MAX + 1];
-    for (size_t a = 1; a <= nodes; a++)
+    bool side[SIM_NODES_MAX];
+    for (size_t a = 0; a < nodes; a++)
         side[a] = sim_below(g, 2);
-    size_t bridge_id = bridge ? 1 + (size_t)sim_below(g, nodes) : 0;
-    for (size_t a = 1; a <= nodes; a++)
-        for (size_t b = a + 1; b <= nodes; b++)
-            if (side[a] != side[b] && a != bridge_id && b != bridge_id) cut_both(n, a, b);
-    size_t at = (size_t)snprintf(what, len, "%s", bridge ? "bridge split" : "split");
-    for (size_t a = 1; a <= nodes && at < len; a++)
-        at += (size_t)snprintf(what + at, len - at, " %zu%s", a,
-                               a == bridge_id ? "*"
-                               : side[a]      ? "a"
-                                              : "b");
+    size_t bridge_slot = bridge ? (size_t)sim_below(g, nodes) : SIM_NODES_MAX;
+    for (size_t a = 0; a < nodes; a++)
+        for (size_t b = a + 1; b < nodes; b++)
+            if (side[a] != side[b] && a != bridge_slot && b != bridge_slot) cut_both(n, a, b);
+    size_t at = (size_t)snprintf(what, len, "%s (slots)", bridge ? "bridge split" : "split");
+    for (size_t a = 0; a < nodes && at < len; a++)
+        at += (size_t)snprintf(what + at, len - at, " %zu%s", a + 1,
+                               a == bridge_slot ? "*"
+                               : side[a]        ? "a"
+                                                : "b");
 }
 
 void sim_net_repartition(sim_net *n, sim_rng *g, size_t nodes, char *what, size_t len)
 {
-    size_t a = 1 + (size_t)sim_below(g, nodes);
-    size_t b = 1 + (size_t)sim_below(g, nodes);
+    size_t a = (size_t)sim_below(g, nodes);
+    size_t b = (size_t)sim_below(g, nodes);
     switch (sim_below(g, 7)) {
     case 0:
     case 1:
@@ -147,9 +162,9 @@ void sim_net_repartition(sim_net *n, sim_rng *g, size_t nodes, char *what, size_
         break;
     case 2: /* symmetric: one node alone */
         sim_net_heal(n);
-        for (size_t k = 1; k <= nodes; k++)
+        for (size_t k = 0; k < nodes; k++)
             if (k != a) cut_both(n, a, k);
-        snprintf(what, len, "isolate %zu", a);
+        snprintf(what, len, "isolate slot %zu", a + 1);
         break;
     case 3:
         sim_net_heal(n);
@@ -161,19 +176,19 @@ void sim_net_repartition(sim_net *n, sim_rng *g, size_t nodes, char *what, size_
         break;
     case 5: /* one-way link, added to whatever is cut already */
         if (a != b) n->cut[a][b] = true;
-        snprintf(what, len, "one-way cut %zu->%zu", a, b);
+        snprintf(what, len, "one-way cut slot %zu->%zu", a + 1, b + 1);
         break;
     default: /* asymmetric: a node hears nobody but is still heard (or the reverse) */
         sim_net_heal(n);
         bool deaf = sim_below(g, 2);
-        for (size_t k = 1; k <= nodes; k++)
+        for (size_t k = 0; k < nodes; k++)
             if (k != a) {
                 if (deaf)
                     n->cut[k][a] = true;
                 else
                     n->cut[a][k] = true;
             }
-        snprintf(what, len, "%s %zu", deaf ? "deaf" : "mute", a);
+        snprintf(what, len, "%s slot %zu", deaf ? "deaf" : "mute", a + 1);
         break;
     }
 }

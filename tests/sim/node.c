@@ -10,6 +10,54 @@
 #define SIM_SYNC_NOW_PERMILLE 500
 #define SIM_SYNC_DELAY_MAX_MS 30
 
+sim_node *sim_node_by_id(sim *s, uint64_t id)
+{
+    if (id == 0 || sim_slot_of(id) >= s->slots) return NULL;
+    sim_node *n = &s->nodes[sim_slot_of(id)];
+    return n->id == id ? n : NULL;
+}
+
+static void history_push(sim_node *n, uint64_t index, uint64_t term, uint64_t chain)
+{
+    sim_kv_state *h = &n->history[n->history_count++ % SIM_KV_HISTORY];
+    *h = (sim_kv_state){.index = index, .term = term, .chain = chain};
+    memcpy(h->kv, n->kv, sizeof(h->kv));
+}
+
+static void confs_reset(sim_node *n, const raft_conf *conf, uint64_t index)
+{
+    n->confs[0] = *conf;
+    n->conf_index[0] = index;
+    n->confs_count = 1;
+}
+
+static void confs_push(sim_node *n, const raft_conf *conf, uint64_t index)
+{
+    if (n->confs_count == TERN_ARRAY_LEN(n->confs)) {
+        memmove(n->confs, n->confs + 1, (n->confs_count - 1) * sizeof(n->confs[0]));
+        memmove(n->conf_index, n->conf_index + 1, (n->confs_count - 1) * sizeof(uint64_t));
+        n->confs_count--;
+    }
+    n->confs[n->confs_count] = *conf;
+    n->conf_index[n->confs_count++] = index;
+}
+
+/* The state machine becomes the snapshot's (a restart, or an install). */
+static void load_snapshot(sim *s, sim_node *n, const char *what)
+{
+    const sim_snapshot *snap = &n->disk.current_snap;
+    sim_snap_header h;
+    char why[160];
+    if (sim_snapshot_parse(snap, &h, why, sizeof(why)) != 0)
+        sim_fail(s, "snapshot stream", "node %llu: %s", (unsigned long long)n->id, why);
+    memcpy(n->kv, h.kv, sizeof(n->kv));
+    n->applied = h.index;
+    n->history_count = 0;
+    history_push(n, h.index, h.term, h.chain);
+    confs_reset(n, &snap->meta.conf, h.index);
+    sim_check_state(s, n, h.index, h.chain, h.kv, what);
+}
+
 void sim_node_start(sim *s, sim_node *n)
 {
     uint64_t voters[SIM_NODES_MAX];
@@ -18,15 +66,23 @@ void sim_node_start(sim *s, sim_node *n)
     raft_config config = s->config;
     config.id = n->id;
     config.voters = voters;
-    config.voters_count = s->n;
+    config.voters_count = n->bootstrap ? s->n : 0;    /* a node added later joins empty */
     config.seed = s->seed * 1000003 + n->incarnation; /* a new draw of timeouts per life */
     raft_storage storage = sim_disk_storage(&n->disk);
     char err[256];
-    /* The state machine is in memory: it is rebuilt by applying the log from index 1. */
+    /* The state machine is in memory: rebuilt from the durable snapshot and the log after it. */
     memset(n->kv, 0, sizeof(n->kv));
     n->applied = 0;
+    n->history_count = 0;
     n->reads_count = 0;
     n->sync_pending = false;
+    if (n->disk.current_snap.meta.index > 0) {
+        load_snapshot(s, n, "restarts from its snapshot");
+    } else {
+        raft_conf none = {0};
+        confs_reset(n, n->bootstrap ? &s->bootstrap_conf : &none, 0);
+        history_push(n, 0, 0, 0);
+    }
     const raft_hard_state *hs = &n->disk.current_hs;
     const sim_log *log = &n->disk.current;
     sim_trace(s,
@@ -35,7 +91,7 @@ void sim_node_start(sim *s, sim_node *n)
               (unsigned long long)n->id, (unsigned long long)hs->term, (unsigned long long)hs->vote,
               (unsigned long long)hs->commit, log->count,
               (unsigned long long)(log->count ? log->entries[log->count - 1].e.term : 0));
-    int rc = raft_new(&n->r, &config, &storage, hs, 0, err, sizeof(err));
+    int rc = raft_new(&n->r, &config, &storage, hs, n->applied, err, sizeof(err));
     if (rc) sim_fail(s, "restart", "node %llu: raft_new: %s", (unsigned long long)n->id, err);
     n->up = true;
     n->paused = false;
@@ -100,14 +156,67 @@ static void apply(sim *s, sim_node *n, const raft_entry *e)
 {
     sim_check_applied(s, n, e);
     n->applied = e->index;
-    if (e->type != RAFT_ENTRY_NORMAL) return;
-    sim_command cmd;
-    assert(e->len == sizeof(cmd));
-    memcpy(&cmd, e->data, sizeof(cmd));
-    assert(cmd.key < SIM_KEYS);
-    n->kv[cmd.key] = cmd.value;
-    sim_client *c = client_waiting(s, n, SIM_PUT, cmd.op_id);
-    if (c) client_done(s, c);
+    if (e->type == RAFT_ENTRY_NORMAL) {
+        sim_command cmd;
+        assert(e->len == sizeof(cmd));
+        memcpy(&cmd, e->data, sizeof(cmd));
+        assert(cmd.key < SIM_KEYS);
+        n->kv[cmd.key] = cmd.value;
+        sim_client *c = client_waiting(s, n, SIM_PUT, cmd.op_id);
+        if (c) client_done(s, c);
+    } else if (e->type == RAFT_ENTRY_CONFIG) {
+        raft_conf conf;
+        int rc = raft_conf_decode(e->data, e->len, &conf);
+        assert(rc == 0);
+        confs_push(n, &conf, e->index);
+    }
+    uint64_t chain = sim_log_at(&n->disk.current, e->index)->chain;
+    sim_check_state(s, n, e->index, chain, n->kv, "applies");
+    history_push(n, e->index, e->term, chain);
+}
+
+/* The driver snapshots a past applied state (compact_keep entries back, so slow followers
+ * can still catch up from the log) every compact_every applied entries. */
+static void maybe_compact(sim *s, sim_node *n)
+{
+    if (s->compact_every == 0) return;
+    uint64_t snap = n->disk.current_snap.meta.index;
+    if (n->applied < snap + s->compact_every + s->compact_keep) return;
+    uint64_t index = n->applied - s->compact_keep;
+    const sim_kv_state *state = NULL;
+    for (size_t k = 0; k < TERN_MIN(n->history_count, (size_t)SIM_KV_HISTORY); k++)
+        if (n->history[k].index == index) state = &n->history[k];
+    const raft_conf *conf = NULL;
+    for (size_t k = 0; k < n->confs_count; k++)
+        if (n->conf_index[k] <= index) conf = &n->confs[k];
+    /* A joining node may not know the configuration of its first entries: no snapshot yet. */
+    if (!state || !conf || conf->count == 0) return;
+    raft_snapshot_meta meta = {.index = index, .term = state->term, .conf = *conf};
+    sim_snap_header h = {.index = index,
+                         .term = state->term,
+                         .chain = state->chain,
+                         .filler_len = s->snapshot_filler};
+    memcpy(h.kv, state->kv, sizeof(h.kv));
+    sim_disk_snapshot(&n->disk, &meta, &h, s->break_snapshot);
+    sim_snap_header stored;
+    char why[160];
+    if (sim_snapshot_parse(&n->disk.current_snap, &stored, why, sizeof(why)) != 0)
+        sim_fail(s, "snapshot stream", "node %llu: %s", (unsigned long long)n->id, why);
+    sim_check_state(s, n, index, stored.chain, stored.kv, "takes a snapshot");
+    const raft_conf *want = sim_conf_as_of(s, index);
+    if (want->count != conf->count)
+        sim_fail(s, "configuration",
+                 "node %llu snapshots index %llu with %zu members, %zu "
+                 "committed",
+                 (unsigned long long)n->id, (unsigned long long)index, conf->count, want->count);
+    int rc = raft_compact(n->r, &meta);
+    if (rc != 0)
+        sim_fail(s, "compact", "node %llu: raft_compact(%llu): %s", (unsigned long long)n->id,
+                 (unsigned long long)index, tern_strerror(rc));
+    sim_disk_drop_log(&n->disk); /* the core reads none of it any more */
+    s->compactions++;
+    sim_trace(s, "node %llu compacts to %llu (term %llu)", (unsigned long long)n->id,
+              (unsigned long long)index, (unsigned long long)state->term);
 }
 
 static void take_reads(sim_node *n, const raft_update *u)
@@ -122,9 +231,19 @@ static void take_reads(sim_node *n, const raft_update *u)
 
 static void write_to_disk(sim *s, sim_node *n, const raft_update *u)
 {
-    sim_disk_write(&n->disk, u);
+    if (sim_disk_write(&n->disk, u)) {
+        /* Installed: the state machine is the snapshot's, the log starts after it. */
+        if (u->snapshot_chunk->meta->index <= n->applied)
+            sim_fail(s, "apply order", "node %llu installs snapshot %llu after applying %llu",
+                     (unsigned long long)n->id, (unsigned long long)u->snapshot_chunk->meta->index,
+                     (unsigned long long)n->applied);
+        load_snapshot(s, n, "installs a snapshot");
+        s->installs++;
+        sim_trace(s, "node %llu installs snapshot %llu", (unsigned long long)n->id,
+                  (unsigned long long)n->applied);
+    }
     for (size_t k = 0; k < u->entries_count; k++)
-        sim_check_written(s, &n->disk.current.entries[u->entries[k].index - 1]);
+        sim_check_written(s, sim_log_at(&n->disk.current, u->entries[k].index));
 }
 
 void sim_node_process(sim *s, sim_node *n)
@@ -155,6 +274,9 @@ void sim_node_process(sim *s, sim_node *n)
             sim_trace(s, "node %llu: %s term %llu leader %llu", (unsigned long long)n->id,
                       raft_role_name(u.role), (unsigned long long)u.term,
                       (unsigned long long)u.leader_id);
+        if (u.conf_changed)
+            sim_trace(s, "node %llu: configuration of %zu members", (unsigned long long)n->id,
+                      u.conf->count);
         raft_advance(n->r, &u);
         serve_reads(s, n);
         if (sync_now) {
@@ -162,6 +284,7 @@ void sim_node_process(sim *s, sim_node *n)
             raft_persisted(n->r, u.persist_seq);
         }
         sim_check_node(s, n);
+        maybe_compact(s, n);
     }
 }
 
@@ -178,10 +301,10 @@ void sim_node_sync(sim *s, sim_node *n)
 /* Sends one new operation to the node the client believes leads (or, at times, any node). */
 void sim_client_step(sim *s, sim_client *c, size_t client_index)
 {
-    uint64_t id = c->leader_guess;
-    if (id == 0 || sim_chance(&s->rng, 200)) id = 1 + sim_below(&s->rng, s->n);
-    sim_node *n = &s->nodes[id - 1];
-    if (!n->up || n->paused) {
+    sim_node *n = sim_node_by_id(s, c->leader_guess);
+    if (!n || sim_chance(&s->rng, 200)) n = &s->nodes[sim_below(&s->rng, s->slots)];
+    uint64_t id = n->id;
+    if (id == 0 || !n->up || n->paused) {
         c->leader_guess = 0; /* connection refused or no answer: try elsewhere next time */
         return;
     }

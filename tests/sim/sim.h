@@ -9,10 +9,13 @@
 #include "common.h"
 #include "raft.h"
 
-#define SIM_NODES_MAX         7
+#define SIM_NODES_MAX         9 /* slots: the initial voters (3, 5, 7) and two spares */
+#define SIM_SPARE_SLOTS       2
 #define SIM_KEYS              4 /* keys the clients touch: few, so operations conflict */
 #define SIM_CLIENTS           6
-#define SIM_ENTRY_BYTES_MAX   32    /* our commands are 24 bytes; no-ops are empty */
+#define SIM_ENTRY_BYTES_MAX   256   /* commands are 24 bytes, CONFIG entries up to 206 */
+#define SIM_ADDRESS_MAX       8     /* "sim-<id>": keeps CONFIG entries within the above */
+#define SIM_KV_HISTORY        64    /* applied states a driver keeps to snapshot a past index */
 #define SIM_NET_MSGS_MAX      65536 /* messages in flight; beyond this the network drops */
 #define SIM_NODE_READS_MAX    64    /* reads a node holds until it has applied their index */
 #define SIM_TICK_MS           10    /* simulated time per step */
@@ -52,12 +55,38 @@ typedef struct sim_entry {
 } sim_entry;
 
 typedef struct sim_log {
-    sim_entry *entries; /* entries[k].e.index == k + 1 */
+    sim_entry *entries; /* entries[k].e.index == first + k */
     size_t count;
     size_t capacity;
+    uint64_t first;      /* entries below were compacted away (deleted) */
+    uint64_t base_chain; /* chain hash of index first - 1 (the snapshot's) */
 } sim_log;
 
-typedef enum sim_op_kind { SIM_OP_TRUNCATE, SIM_OP_APPEND, SIM_OP_HARD_STATE } sim_op_kind;
+/*
+ * A snapshot: its metadata and its byte stream, which is the key-value state
+ * machine (sim_snap_header) and a filler that makes it several chunks long.
+ */
+typedef struct sim_snap_header {
+    uint64_t magic;
+    uint64_t index;
+    uint64_t term;
+    uint64_t chain; /* chain hash of the entry at index */
+    uint64_t kv[SIM_KEYS];
+    uint64_t filler_len;
+} sim_snap_header;
+
+typedef struct sim_snapshot {
+    raft_snapshot_meta meta; /* index 0: none */
+    uint8_t *bytes;          /* owned */
+    size_t len;
+} sim_snapshot;
+
+typedef enum sim_op_kind {
+    SIM_OP_TRUNCATE,
+    SIM_OP_APPEND,
+    SIM_OP_HARD_STATE,
+    SIM_OP_INSTALL /* a received snapshot replaces the snapshot and the whole log */
+} sim_op_kind;
 
 /* One write not yet synced: replayed in order onto the durable state at a sync. */
 typedef struct sim_disk_op {
@@ -65,24 +94,48 @@ typedef struct sim_disk_op {
     uint64_t index;     /* TRUNCATE: first index removed */
     sim_entry entry;    /* APPEND */
     raft_hard_state hs; /* HARD_STATE */
+    sim_snapshot snap;  /* INSTALL (bytes owned by the op) */
     bool update_end;    /* the last write of one update's batch */
 } sim_disk_op;
 
+struct sim;
+
 typedef struct sim_disk {
+    const struct sim *owner; /* for failures found by the storage callbacks */
+    uint64_t node_id;
     sim_log current; /* what reads see: durable plus unsynced writes */
     raft_hard_state current_hs;
+    sim_snapshot current_snap;
     sim_log durable; /* what survives a crash */
     raft_hard_state durable_hs;
+    sim_snapshot durable_snap;
     sim_disk_op *ops; /* unsynced writes, oldest first */
     size_t ops_count;
     size_t ops_capacity;
-    size_t lied_count; /* --break disk-lies: ops acknowledged but still volatile */
+    size_t lied_count;       /* --break disk-lies: ops acknowledged but still volatile */
+    uint64_t snapshot_reads; /* every 11th snapshot_read fails (TERN_EIO) */
+    /* A snapshot stream being received (volatile: the core restarts a stream after a crash). */
+    uint8_t *recv;
+    size_t recv_len;
 } sim_disk;
 
-void sim_disk_init(sim_disk *d);
+void sim_disk_init(sim_disk *d, const struct sim *owner, uint64_t node_id);
 void sim_disk_free(sim_disk *d);
-/* Writes (volatile) an update's entries and hard state, in that order. */
-void sim_disk_write(sim_disk *d, const raft_update *u);
+/* Writes (volatile) an update's snapshot chunk (installing a done one), entries and hard state,
+ * in that order. Returns true if a snapshot was installed. */
+bool sim_disk_write(sim_disk *d, const raft_update *u);
+/* The driver's own snapshot (durable at once); stale: it holds the previous snapshot's state
+ * (--break snapshot-state). After raft_compact, the log up to it is deleted. */
+void sim_disk_snapshot(sim_disk *d, const raft_snapshot_meta *meta, const sim_snap_header *h,
+                       bool stale);
+void sim_disk_drop_log(sim_disk *d);
+/* Builds a snapshot stream; parses and validates one (0, or -1 with the reason in why). */
+void sim_snapshot_build(sim_snapshot *out, const raft_snapshot_meta *meta,
+                        const sim_snap_header *h);
+int sim_snapshot_parse(const sim_snapshot *snap, sim_snap_header *h, char *why, size_t why_len);
+/* The entry at index in log, or NULL if it is not held. */
+const sim_entry *sim_log_at(const sim_log *log, uint64_t index);
+uint64_t sim_log_last(const sim_log *log);
 /* Makes every write so far durable (or, when lying, all but the latest batch). */
 void sim_disk_sync(sim_disk *d, bool lie);
 /* A crash: the current state becomes the durable one plus a random prefix of the unsynced
@@ -101,11 +154,17 @@ typedef struct sim_msg {
     uint64_t seq; /* send order, to break ties deterministically */
 } sim_msg;
 
+/* Node ids are slot + 1 + SIM_NODES_MAX * generation: a fresh node in a slot gets a new id. */
+static inline size_t sim_slot_of(uint64_t id)
+{
+    return (size_t)((id - 1) % SIM_NODES_MAX);
+}
+
 typedef struct sim_net {
     sim_msg *msgs;
     size_t count;
     uint64_t next_seq;
-    bool cut[SIM_NODES_MAX + 1][SIM_NODES_MAX + 1]; /* cut[from][to]: the link drops */
+    bool cut[SIM_NODES_MAX][SIM_NODES_MAX]; /* cut[slot from][slot to]: the link drops */
     unsigned drop_permille;
     unsigned dup_permille;
     unsigned delay_min_ms;
@@ -179,8 +238,18 @@ typedef struct sim_read {
     uint64_t index; /* serve once applied reaches it */
 } sim_read;
 
+/* A past applied state the driver can snapshot (the state machine keeps a short history). */
+typedef struct sim_kv_state {
+    uint64_t index;
+    uint64_t term;
+    uint64_t chain;
+    uint64_t kv[SIM_KEYS];
+} sim_kv_state;
+
 typedef struct sim_node {
-    uint64_t id;
+    uint64_t id;     /* 0: the slot is vacant */
+    bool bootstrap;  /* one of the initial voters (else it joined with voters_count 0) */
+    bool was_member; /* named by a committed configuration once */
     raft *r;
     bool up;
     bool paused;
@@ -188,6 +257,12 @@ typedef struct sim_node {
     sim_disk disk;
     uint64_t kv[SIM_KEYS];
     uint64_t applied;
+    sim_kv_state history[SIM_KV_HISTORY]; /* ring of the latest applied states */
+    size_t history_count;
+    /* The configurations the state machine applied: [0] as of the snapshot or bootstrap. */
+    raft_conf confs[4];
+    uint64_t conf_index[4];
+    size_t confs_count;
     uint64_t commit_seen; /* monotonic commit, per incarnation */
     uint64_t term_seen;
     sim_read reads[SIM_NODE_READS_MAX];
@@ -212,7 +287,15 @@ typedef struct sim_committed {
     uint64_t term;
     uint64_t chain;       /* 0 until some node applied it */
     uint64_t commit_term; /* term of the leader seen committing it, 0 if not seen */
+    uint64_t kv_hash;     /* the state machine after it, 0 until some node applied it */
 } sim_committed;
+
+/* A committed CONFIG entry, in index order (the first node to apply one applied all before). */
+typedef struct sim_conf_record {
+    uint64_t index;
+    uint64_t hash;
+    raft_conf conf;
+} sim_conf_record;
 
 typedef struct sim_entry_key {
     uint64_t index;
@@ -228,9 +311,18 @@ typedef struct sim {
     uint64_t now_ms;
     sim_rng rng;
     bool verbose;
-    bool break_disk_lies;      /* test flag: the disk acknowledges one batch it has not synced */
-    bool break_history;        /* test flag: one read in the history is corrupted */
-    bool break_local_reads;    /* test flag: gets skip ReadIndex and read local state */
+    bool break_disk_lies;   /* test flag: the disk acknowledges one batch it has not synced */
+    bool break_history;     /* test flag: one read in the history is corrupted */
+    bool break_local_reads; /* test flag: gets skip ReadIndex and read local state */
+    bool break_conf;        /* test flag: a second change goes in while one is uncommitted */
+    bool break_snapshot;    /* test flag: snapshots carry the previous snapshot's state */
+    bool membership_on;     /* membership changes run in this seed */
+    size_t slots;           /* n + SIM_SPARE_SLOTS */
+    uint64_t generation[SIM_NODES_MAX]; /* per slot: fresh nodes get new ids */
+    size_t compact_every;               /* a driver compacts every this many applied entries */
+    size_t compact_keep;                /* ... at this many entries below its applied index */
+    size_t snapshot_filler;    /* bytes after a snapshot's header (so it takes several chunks) */
+    uint64_t applied_max;      /* the highest index some node applied (or snapshotted) */
     bool tight_inflight_bytes; /* reproduces a known core liveness bug (README) */
     bool split_updates;        /* a crash may split an update's writes (a known core bug) */
     raft_config config;
@@ -249,8 +341,13 @@ typedef struct sim {
     sim_entry_key *entry_table; /* (index, term) -> chain hash (log matching), open addressing */
     size_t entry_slots;
     size_t entry_count;
+    sim_conf_record *confs; /* committed CONFIG entries */
+    size_t confs_count;
+    size_t confs_capacity;
+    raft_conf bootstrap_conf;
     /* Statistics. */
     size_t puts_ok, gets_ok, puts_unknown, crashes, pauses, transfers, repartitions;
+    size_t conf_changes, removals_done, compactions, installs;
     uint64_t max_term;
 } sim;
 
@@ -260,6 +357,8 @@ void sim_fail(const sim *s, const char *property, const char *fmt, ...)
 void sim_trace(const sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* node.c */
+/* The running (or crashed) node with id, or NULL. */
+sim_node *sim_node_by_id(sim *s, uint64_t id);
 void sim_node_start(sim *s, sim_node *n);
 void sim_node_crash(sim *s, sim_node *n);
 /* Drives a node's update loop to quiescence: persist, sync (maybe later), send, apply, read. */
@@ -274,6 +373,11 @@ void sim_check_node(sim *s, sim_node *n);
 /* check.c: an entry was written to a disk (log matching), or applied (state machine safety). */
 void sim_check_written(sim *s, const sim_entry *e);
 void sim_check_applied(sim *s, sim_node *n, const raft_entry *e);
+/* check.c: the state machine after applying index (or installing/taking a snapshot at it). */
+void sim_check_state(sim *s, sim_node *n, uint64_t index, uint64_t chain, const uint64_t *kv,
+                     const char *what);
+/* check.c: the configuration as of index by the committed CONFIG entries (NULL if unknown). */
+const raft_conf *sim_conf_as_of(const sim *s, uint64_t index);
 void sim_check_free(sim *s);
 
 #endif
