@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "group.h"
 #include "node.h"
 
 /*
@@ -29,6 +30,7 @@ enum opt_kind {
     KIND_BYTES,     /* byte count with an optional K/M/G/T suffix, in [min, max] */
     KIND_BOOL,      /* 0/1/true/false */
     KIND_KEY,       /* ACCESS:SECRET appended to the extra key list */
+    KIND_PEERS,     /* ID=HOST:PORT,... (node_group_parse_peers) */
 };
 
 /* Layers in rising precedence; a list (the extra keys) is replaced by a higher layer. */
@@ -100,6 +102,39 @@ static const opt_desc option_table[] = {
      "      the whole list"},
     {"log-level", "LEVEL", NULL, "TERN_LOG_LEVEL", "log_level", KIND_LOG_LEVEL, FIELD(log_level), 0,
      0, "info", "error, warn, info or debug"},
+    {"peers", "ID=HOST:PORT,...", NULL, "TERN_PEERS", "peers", KIND_PEERS, FIELD(peers), 0, 0,
+     "none",
+     "the region group's voters, this node included (numeric IPs); without it the node\n"
+     "      is a 1-node group with no peer transport"},
+    {"peer-listen", "HOST:PORT", NULL, "TERN_PEER_LISTEN", "peer_listen", KIND_LISTEN,
+     FIELD(peer_listen), 0, 0, "this node's --peers address, else 127.0.0.1:7000",
+     "address of the peer transport (Raft, forwarding), mutual TLS"},
+    {"peer-ca", "FILE", NULL, "TERN_PEER_CA", "peer_ca", KIND_STRING, FIELD(peer_ca), 0, 0, "none",
+     "PEM cluster CA: peers must present a certificate it signed (required with --peers)"},
+    {"peer-cert", "FILE", NULL, "TERN_PEER_CERT", "peer_cert", KIND_STRING, FIELD(peer_cert), 0, 0,
+     "none", "PEM certificate of this node; its subject CN must be the node id"},
+    {"peer-key", "FILE", NULL, "TERN_PEER_KEY", "peer_key", KIND_STRING, FIELD(peer_key), 0, 0,
+     "none", "PEM private key of --peer-cert"},
+    {"election-timeout-ms", "MS", NULL, "TERN_ELECTION_TIMEOUT_MS", "election_timeout_ms", KIND_U64,
+     FIELD(election_timeout_ms), 10, 600000, "500",
+     "Raft election timeout, randomized in [t, 2t) per election"},
+    {"heartbeat-ms", "MS", NULL, "TERN_HEARTBEAT_MS", "heartbeat_ms", KIND_U64, FIELD(heartbeat_ms),
+     1, 60000, "50", "leader heartbeat interval (below the election timeout)"},
+    {"leader-wait-ms", "MS", NULL, "TERN_LEADER_WAIT_MS", "leader_wait_ms", KIND_U64,
+     FIELD(leader_wait_ms), 1, 3600000, "5000",
+     "a write or consistent read waiting this long without a leader fails with 503"},
+    {"gc-grace-ms", "MS", NULL, "TERN_GC_GRACE_MS", "gc_grace_ms", KIND_U64, FIELD(gc_grace_ms), 0,
+     UINT64_MAX, "3600000",
+     "an unreferenced block is collected only after staying so this long (longer than any upload)"},
+    {"snapshot-threshold", "BYTES", NULL, "TERN_SNAPSHOT_THRESHOLD", "snapshot_threshold",
+     KIND_BYTES, FIELD(snapshot_threshold_bytes), 1, UINT64_MAX, "256M",
+     "Raft log bytes since the last snapshot that trigger a new one"},
+    {"snapshot-entries", "N", NULL, "TERN_SNAPSHOT_ENTRIES", "snapshot_entries", KIND_U64,
+     FIELD(snapshot_threshold_entries), 1, UINT64_MAX, "100000",
+     "Raft log entries since the last snapshot that trigger a new one"},
+    {"join", NULL, "1", "TERN_JOIN", "join", KIND_BOOL, FIELD(join), 0, 0, "off",
+     "start with an empty configuration and wait to be added by the group's leader\n"
+     "      (--peers then names the existing members)"},
 };
 
 #define OPTION_COUNT TERN_ARRAY_LEN(option_table)
@@ -369,6 +404,16 @@ static int set_value(load_ctx *ctx, int layer, const opt_desc *d, const char *te
     case KIND_LOG_LEVEL:
         if (node_log_level_parse(text) < 0) expected = "error, warn, info or debug";
         break;
+    case KIND_PEERS: {
+        node_group_peer peers[NODE_GROUP_PEERS_MAX];
+        size_t count;
+        char why[256];
+        if (node_group_parse_peers(text, peers, NODE_GROUP_PEERS_MAX, &count, why, sizeof why)) {
+            tern_errmsg(ctx->errmsg, ctx->errmsg_len, "%s: %s", where, why);
+            return TERN_EINVAL;
+        }
+        break;
+    }
     case KIND_ACCESS:
         if (!access_key_valid(text))
             expected = "1..128 printable characters without '/', ':' or ','";
@@ -405,6 +450,12 @@ static int set_defaults(load_ctx *ctx)
     cfg->max_connections = 1024;
     cfg->shutdown_grace_ms = 10000;
     cfg->sync_writes = true;
+    cfg->election_timeout_ms = 500;
+    cfg->heartbeat_ms = 50;
+    cfg->leader_wait_ms = 5000;
+    cfg->gc_grace_ms = 3600000;
+    cfg->snapshot_threshold_bytes = 256ull << 20;
+    cfg->snapshot_threshold_entries = 100000;
     cfg->data_dir = strdup("./data");
     cfg->s3_listen = strdup("127.0.0.1:9000");
     cfg->region = strdup("local");
@@ -674,6 +725,47 @@ static int resolve_config_path(load_ctx *ctx, const flag_use *uses, size_t use_c
     return set_value(ctx, LAYER_FLAG, &option_table[0], path, where);
 }
 
+/* The region group's settings, together. */
+static int check_group_config(load_ctx *ctx)
+{
+    const node_config *cfg = ctx->cfg;
+    if (cfg->heartbeat_ms >= cfg->election_timeout_ms) {
+        tern_errmsg(ctx->errmsg, ctx->errmsg_len,
+                    "--heartbeat-ms (%u) must be below --election-timeout-ms (%u)",
+                    cfg->heartbeat_ms, cfg->election_timeout_ms);
+        return TERN_EINVAL;
+    }
+    if (cfg->peers == NULL) {
+        if (cfg->join) {
+            tern_errmsg(ctx->errmsg, ctx->errmsg_len,
+                        "--join needs --peers naming the group's existing members");
+            return TERN_EINVAL;
+        }
+        return 0;
+    }
+    if (!cfg->peer_ca || !cfg->peer_cert || !cfg->peer_key) {
+        tern_errmsg(ctx->errmsg, ctx->errmsg_len,
+                    "--peers needs --peer-ca, --peer-cert and --peer-key (mutual TLS); "
+                    "scripts/gen-test-ca.sh makes a throwaway CA");
+        return TERN_EINVAL;
+    }
+    node_group_peer peers[NODE_GROUP_PEERS_MAX];
+    size_t count;
+    char why[256];
+    if (node_group_parse_peers(cfg->peers, peers, NODE_GROUP_PEERS_MAX, &count, why, sizeof why))
+        return tern_errmsg(ctx->errmsg, ctx->errmsg_len, "--peers: %s", why), TERN_EINVAL;
+    bool self = false;
+    for (size_t i = 0; i < count; i++)
+        self = self || peers[i].id == cfg->node_id;
+    if (!self && !cfg->join) {
+        tern_errmsg(ctx->errmsg, ctx->errmsg_len,
+                    "--peers must include this node (--node-id %llu), or start it with --join",
+                    (unsigned long long)cfg->node_id);
+        return TERN_EINVAL;
+    }
+    return 0;
+}
+
 /* Constraints across fields, checked once every layer is in. */
 static int check_config(load_ctx *ctx)
 {
@@ -685,7 +777,7 @@ static int check_config(load_ctx *ctx)
                     cfg->root_access_key ? "the root secret key" : "the root access key");
         return TERN_EINVAL;
     }
-    return 0;
+    return check_group_config(ctx);
 }
 
 int node_config_load(node_config *cfg, int argc, char **argv, FILE *out, char *errmsg,
@@ -739,6 +831,11 @@ void node_config_free(node_config *cfg)
     free(cfg->root_access_key);
     free(cfg->root_secret_key);
     free(cfg->log_level);
+    free(cfg->peers);
+    free(cfg->peer_listen);
+    free(cfg->peer_ca);
+    free(cfg->peer_cert);
+    free(cfg->peer_key);
     keys_clear(cfg);
     memset(cfg, 0, sizeof *cfg);
 }

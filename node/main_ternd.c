@@ -1,4 +1,4 @@
-/* ternd: the tern node daemon: config, store, S3 server, scrubber, signals. */
+/* ternd: the tern node daemon: config, store, region group, S3 server, scrubber, signals. */
 #include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
@@ -7,12 +7,25 @@
 #include <uv.h>
 
 #include "api.h"
+#include "group.h"
 #include "node.h"
+#include "orphans.h"
+#include "sm.h"
+
+/* Unreferenced blocks the leader tracks through their grace period. */
+#define ORPHANS_TRACKED_MAX 100000
+/* Block ids per BLOCKS_COLLECT command (32 bytes each). */
+#define COLLECT_IDS_MAX 4096
 
 typedef struct {
     uv_loop_t *loop;
     node_config cfg;
     node_store *store;
+    node_sm *sm;
+    node_group *group;
+    node_orphans *orphans;
+    node_group_peer peers[NODE_GROUP_PEERS_MAX];
+    size_t peer_count;
     node_metrics *metrics;
     api_server *server;
     uv_signal_t sigint, sigterm;
@@ -67,10 +80,47 @@ static void scrub_work_cb(uv_work_t *w)
     d->scrub_rc = node_store_scrub_step(d->store, d->cfg.scrub_bytes_per_second, &d->scrub_result);
 }
 
+static void collect_done(void *arg, int status)
+{
+    free(arg);
+    if (status != 0)
+        node_log(NODE_LOG_WARN, "scrub", "collecting unreferenced blocks failed: %s",
+                 tern_strerror(status));
+}
+
+/*
+ * A replicated store reports unreferenced blocks instead of deleting them; the
+ * leader proposes their collection once their grace period has passed, so
+ * every replica deletes the same blocks (node/orphans.h).
+ */
+static void collect_orphans(ternd *d, node_scrub_result *res)
+{
+    node_block_id *ready = NULL;
+    size_t ready_count = 0;
+    node_group_status st;
+    node_group_status_get(d->group, &st);
+    bool leader = strcmp(st.role, "leader") == 0;
+    if (leader && node_orphans_note(d->orphans, res->orphans, res->orphan_count, res->pass_complete,
+                                    tern_now_ms(), &ready, &ready_count) != 0)
+        node_log(NODE_LOG_WARN, "scrub", "out of memory tracking unreferenced blocks");
+    free(res->orphans);
+    res->orphans = NULL;
+    for (size_t i = 0; i < ready_count; i += COLLECT_IDS_MAX) {
+        size_t n = TERN_MIN(COLLECT_IDS_MAX, ready_count - i);
+        uint8_t *cmd = NULL;
+        size_t len = 0;
+        if (node_sm_encode_blocks_collect(ready + i, n, &cmd, &len) != 0) break;
+        if (node_group_submit(d->group, cmd, len, collect_done, cmd) != 0) free(cmd);
+        node_counter_add(d->scrub_orphans, n);
+    }
+    free(ready);
+}
+
 static void scrub_after_cb(uv_work_t *w, int status)
 {
     ternd *d = w->data;
     d->scrub_running = false;
+    if (status == 0) collect_orphans(d, &d->scrub_result); /* the step ran: its result is new */
     if (status != 0 || d->scrub_rc != 0) {
         if (d->scrub_rc != 0)
             node_log(NODE_LOG_WARN, "scrub", "scrub step failed: %s", tern_strerror(d->scrub_rc));
@@ -78,7 +128,6 @@ static void scrub_after_cb(uv_work_t *w, int status)
     }
     node_counter_add(d->scrub_bytes, d->scrub_result.bytes_checked);
     node_counter_add(d->scrub_corrupt, d->scrub_result.corrupt_found);
-    node_counter_add(d->scrub_orphans, d->scrub_result.orphans_deleted);
     if (d->scrub_result.corrupt_found)
         node_log(NODE_LOG_ERROR, "scrub", "found %llu corrupt block(s); quarantined",
                  (unsigned long long)d->scrub_result.corrupt_found);
@@ -95,14 +144,59 @@ static void scrub_tick(uv_timer_t *t)
 
 /* ---- shutdown ---- */
 
-static void on_server_drained(void *ctx)
+static void on_group_closed(void *ctx)
 {
     ternd *d = ctx;
-    node_log(NODE_LOG_INFO, "ternd", "all requests finished; closing");
+    d->group = NULL;
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_timer_stop(&d->scrub_timer);
     uv_close((uv_handle_t *)&d->scrub_timer, NULL);
+}
+
+/* Order: the S3 server drains (no new proposals), then the group closes (pending ones get
+ * TERN_ECLOSED, its threads stop), then the loop ends and the store closes. */
+static void on_server_drained(void *ctx)
+{
+    ternd *d = ctx;
+    node_log(NODE_LOG_INFO, "ternd", "all requests finished; closing the region group");
+    if (d->group)
+        node_group_close(d->group, on_group_closed, d);
+    else
+        on_group_closed(d);
+}
+
+static int start_group(ternd *d, char *errmsg, size_t errmsg_len)
+{
+    if (d->cfg.peers && node_group_parse_peers(d->cfg.peers, d->peers, NODE_GROUP_PEERS_MAX,
+                                               &d->peer_count, errmsg, errmsg_len) != 0)
+        return TERN_EINVAL;
+    int rc = node_sm_create(d->store, &d->sm);
+    if (rc != 0) {
+        tern_errmsg(errmsg, errmsg_len, "cannot create the state machine: %s", tern_strerror(rc));
+        return rc;
+    }
+    node_group_sm callbacks;
+    node_sm_callbacks(d->sm, &callbacks);
+    node_group_config gc = {.node_id = d->cfg.node_id,
+                            .region = d->cfg.region,
+                            .data_dir = d->cfg.data_dir,
+                            .s3_listen = d->cfg.s3_listen,
+                            .peers = d->peers,
+                            .peer_count = d->peer_count,
+                            .join = d->cfg.join,
+                            .peer_listen = d->cfg.peer_listen,
+                            .peer_ca = d->cfg.peer_ca,
+                            .peer_cert = d->cfg.peer_cert,
+                            .peer_key = d->cfg.peer_key,
+                            .election_timeout_ms = d->cfg.election_timeout_ms,
+                            .heartbeat_ms = d->cfg.heartbeat_ms,
+                            .leader_wait_ms = d->cfg.leader_wait_ms,
+                            .snapshot_threshold_bytes = d->cfg.snapshot_threshold_bytes,
+                            .snapshot_threshold_entries = d->cfg.snapshot_threshold_entries,
+                            .sync = d->cfg.sync_writes,
+                            .metrics = d->metrics};
+    return node_group_create(d->loop, &gc, &callbacks, &d->group, errmsg, errmsg_len);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -132,8 +226,10 @@ static int start(ternd *d)
     char errmsg[512] = "";
     node_store_options so = {.data_dir = d->cfg.data_dir,
                              .block_cache_bytes = d->cfg.block_cache_bytes,
-                             .sync_writes = d->cfg.sync_writes,
-                             .disk_reserve_bytes = d->cfg.disk_reserve_bytes};
+                             /* The Raft log is the durable record (node/sm.h). */
+                             .sync_writes = false,
+                             .disk_reserve_bytes = d->cfg.disk_reserve_bytes,
+                             .replicated = true};
     if (node_store_open(&so, &d->store, errmsg, sizeof errmsg) != 0) {
         fprintf(stderr, "ternd: cannot open the store in %s: %s\n", d->cfg.data_dir, errmsg);
         return 1;
@@ -147,10 +243,21 @@ static int start(ternd *d)
                                           "Block bytes verified by the scrubber.", NULL);
     d->scrub_corrupt = node_metrics_counter(d->metrics, "tern_scrub_corrupt_blocks_total",
                                             "Corrupt blocks found by the scrubber.", NULL);
-    d->scrub_orphans = node_metrics_counter(d->metrics, "tern_scrub_orphans_deleted_total",
-                                            "Unreferenced blocks collected by the scrubber.", NULL);
+    d->scrub_orphans = node_metrics_counter(
+        d->metrics, "tern_scrub_orphans_deleted_total",
+        "Unreferenced blocks the leader proposed to collect after their grace period.", NULL);
+    d->orphans = node_orphans_new(d->cfg.gc_grace_ms, ORPHANS_TRACKED_MAX);
+    if (d->orphans == NULL) {
+        fprintf(stderr, "ternd: out of memory\n");
+        return 1;
+    }
+    if (start_group(d, errmsg, sizeof errmsg) != 0) {
+        fprintf(stderr, "ternd: cannot start the region group: %s\n", errmsg);
+        return 1;
+    }
     api_server_options ao = {.loop = d->loop,
                              .store = d->store,
+                             .group = d->group,
                              .metrics = d->metrics,
                              .config = &d->cfg,
                              .started_ms = tern_now_ms()};
@@ -166,9 +273,9 @@ static int start(ternd *d)
         printf("root access key: %s\nroot secret key: (as configured)\n", d->cfg.root_access_key);
     fflush(stdout);
     node_log(NODE_LOG_INFO, "ternd",
-             "tern %s node %llu region %s: S3 API listening on http://%s (data in %s)",
+             "tern %s node %llu region %s: S3 API listening on http://%s (data in %s), %s",
              TERN_VERSION, (unsigned long long)d->cfg.node_id, d->cfg.region, d->cfg.s3_listen,
-             d->cfg.data_dir);
+             d->cfg.data_dir, d->peer_count ? "region group with peers" : "1-node region group");
     uv_signal_init(d->loop, &d->sigint);
     uv_signal_init(d->loop, &d->sigterm);
     d->sigint.data = d->sigterm.data = d;
@@ -205,7 +312,15 @@ int main(int argc, char **argv)
         node_log(NODE_LOG_INFO, "ternd", "event loop finished; closing the store");
     }
     api_server_free(d.server);
+    if (d.group) {
+        /* start() failed after the group was created: close it before the store. */
+        node_group_close(d.group, NULL, NULL);
+        d.group = NULL;
+        uv_run(d.loop, UV_RUN_DEFAULT);
+    }
     uv_run(d.loop, UV_RUN_NOWAIT); /* let closed handles finish */
+    node_sm_free(d.sm);
+    node_orphans_free(d.orphans);
     node_store_close(d.store);
     node_metrics_free(d.metrics);
     node_config_free(&d.cfg);

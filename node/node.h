@@ -294,6 +294,9 @@ int node_store_meta_get(node_store *s, const char *name, char **value_out, size_
 
 int node_store_stats_get(node_store *s, node_store_stats *out);
 
+/* TERN_ENOSPC when writing len more bytes would eat into the disk reserve, else 0. A
+ * replicated store's proposer checks this before proposing block bytes. */
+int node_store_reserve_check(node_store *s, uint64_t len);
 /* Free bytes on the data directory's filesystem for unprivileged writers (statvfs). */
 int node_store_disk_free(node_store *s, uint64_t *free_bytes);
 
@@ -403,6 +406,19 @@ typedef struct {
     size_t key_count;      /* extra keys: "keys": [{"access_key":..,"secret_key":..}] */
     node_credential *keys; /* or --key ACCESS:SECRET, repeatable */
     char *log_level;       /* --log-level error|warn|info|debug, TERN_LOG_LEVEL; default info */
+    /* The region group (node/group.h). Without --peers a node is a 1-node group. */
+    char *peers;       /* --peers "1=HOST:PORT,2=HOST:PORT", TERN_PEERS; default none */
+    char *peer_listen; /* --peer-listen HOST:PORT; default: this node's --peers address */
+    char *peer_ca;     /* --peer-ca FILE: the cluster CA (required with --peers) */
+    char *peer_cert;   /* --peer-cert FILE: this node's certificate, CN = node id */
+    char *peer_key;    /* --peer-key FILE */
+    uint32_t election_timeout_ms;        /* --election-timeout-ms, default 500 */
+    uint32_t heartbeat_ms;               /* --heartbeat-ms, default 50 */
+    uint32_t leader_wait_ms;             /* --leader-wait-ms, default 5000 */
+    uint64_t snapshot_threshold_bytes;   /* --snapshot-threshold BYTES, default 256M */
+    uint64_t snapshot_threshold_entries; /* --snapshot-entries N, default 100000 */
+    uint64_t gc_grace_ms; /* --gc-grace-ms: orphan blocks are collected after this; 1 h */
+    bool join;            /* --join: start with an empty configuration and wait to be added */
 } node_config;
 
 /*

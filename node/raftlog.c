@@ -921,6 +921,18 @@ int node_raftlog_term(node_raftlog *log, uint64_t index, uint64_t *term)
     return rv;
 }
 
+int node_raftlog_type(node_raftlog *log, uint64_t index, uint32_t *type)
+{
+    pthread_mutex_lock(&log->mu);
+    int rv = 0;
+    if (log->meta_len == 0 || index < log->first || index > last_index(log))
+        rv = range_error(log, index, index);
+    else
+        *type = log->meta[index - log->first].type;
+    pthread_mutex_unlock(&log->mu);
+    return rv;
+}
+
 uint64_t node_raftlog_first_index(node_raftlog *log)
 {
     pthread_mutex_lock(&log->mu);

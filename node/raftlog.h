@@ -113,6 +113,8 @@ int node_raftlog_read(node_raftlog *log, uint64_t first, uint64_t last, size_t b
 void node_raftlog_entries_free(node_raftlog_entry *entries);
 /* Term of the entry at index; TERN_ERANGE if not in the log. */
 int node_raftlog_term(node_raftlog *log, uint64_t index, uint64_t *term);
+/* Type of the entry at index, without reading its payload; TERN_ERANGE if not in the log. */
+int node_raftlog_type(node_raftlog *log, uint64_t index, uint32_t *type);
 /* First and last index in the log; both 0 when the log is empty. */
 uint64_t node_raftlog_first_index(node_raftlog *log);
 uint64_t node_raftlog_last_index(node_raftlog *log);

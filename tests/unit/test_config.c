@@ -15,11 +15,34 @@
 #define ARGC(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static const char *const env_vars[] = {
-    "TERN_CONFIG",     "TERN_DATA_DIR",         "TERN_S3_LISTEN",       "TERN_REGION",
-    "TERN_NODE_ID",    "TERN_BLOCK_SIZE",       "TERN_SCRUB_RATE",      "TERN_BLOCK_CACHE",
-    "TERN_IO_THREADS", "TERN_MAX_HEADER_BYTES", "TERN_MAX_CONNECTIONS", "TERN_SHUTDOWN_GRACE_MS",
-    "TERN_SYNC",       "TERN_ROOT_ACCESS_KEY",  "TERN_ROOT_SECRET_KEY", "TERN_KEYS",
+    "TERN_CONFIG",
+    "TERN_DATA_DIR",
+    "TERN_S3_LISTEN",
+    "TERN_REGION",
+    "TERN_NODE_ID",
+    "TERN_BLOCK_SIZE",
+    "TERN_SCRUB_RATE",
+    "TERN_BLOCK_CACHE",
+    "TERN_IO_THREADS",
+    "TERN_MAX_HEADER_BYTES",
+    "TERN_MAX_CONNECTIONS",
+    "TERN_SHUTDOWN_GRACE_MS",
+    "TERN_SYNC",
+    "TERN_ROOT_ACCESS_KEY",
+    "TERN_ROOT_SECRET_KEY",
+    "TERN_KEYS",
     "TERN_LOG_LEVEL",
+    "TERN_PEERS",
+    "TERN_PEER_LISTEN",
+    "TERN_PEER_CA",
+    "TERN_PEER_CERT",
+    "TERN_PEER_KEY",
+    "TERN_ELECTION_TIMEOUT_MS",
+    "TERN_HEARTBEAT_MS",
+    "TERN_LEADER_WAIT_MS",
+    "TERN_SNAPSHOT_THRESHOLD",
+    "TERN_SNAPSHOT_ENTRIES",
+    "TERN_JOIN",
 };
 
 static int clean_env(void **state)
@@ -559,6 +582,116 @@ static void test_parse_bytes(void **state)
     }
 }
 
+static void test_group_settings(void **state)
+{
+    (void)state;
+    node_config cfg;
+    char errmsg[512];
+    char *plain[] = {"ternd"};
+    assert_int_equal(load(&cfg, ARGC(plain), plain, errmsg, sizeof errmsg), 0);
+    assert_null(cfg.peers); /* a 1-node group: no transport, no TLS files */
+    assert_int_equal(cfg.election_timeout_ms, 500);
+    assert_int_equal(cfg.heartbeat_ms, 50);
+    assert_int_equal(cfg.leader_wait_ms, 5000);
+    assert_int_equal(cfg.snapshot_threshold_bytes, 256u << 20);
+    assert_int_equal(cfg.snapshot_threshold_entries, 100000);
+    assert_false(cfg.join);
+    node_config_free(&cfg);
+
+    char *argv[] = {"ternd",
+                    "--node-id",
+                    "2",
+                    "--peers",
+                    "1=10.0.0.1:7000,2=10.0.0.2:7000,3=10.0.0.3:7000",
+                    "--peer-listen",
+                    "0.0.0.0:7000",
+                    "--peer-ca",
+                    "ca.crt",
+                    "--peer-cert",
+                    "n2.crt",
+                    "--peer-key",
+                    "n2.key",
+                    "--election-timeout-ms",
+                    "800",
+                    "--heartbeat-ms",
+                    "80",
+                    "--snapshot-threshold",
+                    "64M",
+                    "--snapshot-entries",
+                    "5000",
+                    "--leader-wait-ms",
+                    "2000"};
+    assert_int_equal(load(&cfg, ARGC(argv), argv, errmsg, sizeof errmsg), 0);
+    assert_string_equal(cfg.peers, "1=10.0.0.1:7000,2=10.0.0.2:7000,3=10.0.0.3:7000");
+    assert_string_equal(cfg.peer_listen, "0.0.0.0:7000");
+    assert_string_equal(cfg.peer_ca, "ca.crt");
+    assert_string_equal(cfg.peer_cert, "n2.crt");
+    assert_string_equal(cfg.peer_key, "n2.key");
+    assert_int_equal(cfg.election_timeout_ms, 800);
+    assert_int_equal(cfg.heartbeat_ms, 80);
+    assert_int_equal(cfg.snapshot_threshold_bytes, 64u << 20);
+    assert_int_equal(cfg.snapshot_threshold_entries, 5000);
+    assert_int_equal(cfg.leader_wait_ms, 2000);
+    node_config_free(&cfg);
+
+    /* The same from the file and the environment. */
+    char *path = write_temp("{\"peers\": \"1=127.0.0.1:7001\", \"peer_ca\": \"a\", "
+                            "\"peer_cert\": \"b\", \"peer_key\": \"c\", \"join\": false, "
+                            "\"heartbeat_ms\": 40}");
+    setenv("TERN_ELECTION_TIMEOUT_MS", "400", 1);
+    char *file_argv[] = {"ternd", "--config", path};
+    assert_int_equal(load(&cfg, ARGC(file_argv), file_argv, errmsg, sizeof errmsg), 0);
+    assert_string_equal(cfg.peers, "1=127.0.0.1:7001");
+    assert_int_equal(cfg.heartbeat_ms, 40);
+    assert_int_equal(cfg.election_timeout_ms, 400);
+    node_config_free(&cfg);
+    unsetenv("TERN_ELECTION_TIMEOUT_MS");
+    remove_temp(path);
+
+    /* --join: the listed members need not include this node. */
+    char *join[] = {"ternd",           "--node-id", "4", "--join",      "--peers",
+                    "1=10.0.0.1:7000", "--peer-ca", "a", "--peer-cert", "b",
+                    "--peer-key",      "c"};
+    assert_int_equal(load(&cfg, ARGC(join), join, errmsg, sizeof errmsg), 0);
+    assert_true(cfg.join);
+    node_config_free(&cfg);
+}
+
+static void test_group_errors(void **state)
+{
+    (void)state;
+    node_config cfg;
+    char errmsg[512];
+    struct {
+        char *argv[8];
+        int argc;
+        const char *needle;
+    } cases[] = {
+        {{"ternd", "--peers", "1=10.0.0.1:7000"}, 3, "--peer-ca"},
+        {{"ternd", "--peers", "2=10.0.0.2:7000", "--peer-ca", "a", "--peer-cert", "b"},
+         7,
+         "--peer-ca"},
+        {{"ternd", "--peers", "1=host.example:7000"}, 3, "numeric IP"},
+        {{"ternd", "--peers", "1=10.0.0.1:7000,1=10.0.0.2:7000"}, 3, "twice"},
+        {{"ternd", "--peers", "1=10.0.0.1"}, 3, "HOST:PORT"},
+        {{"ternd", "--join"}, 2, "--join needs --peers"},
+        {{"ternd", "--heartbeat-ms", "600"}, 3, "below --election-timeout-ms"},
+        {{"ternd", "--election-timeout-ms", "5"}, 3, "out of range"},
+        {{"ternd", "--peer-listen", "nope"}, 3, "HOST:PORT"},
+    };
+    for (size_t i = 0; i < TERN_ARRAY_LEN(cases); i++) {
+        assert_int_equal(load(&cfg, cases[i].argc, cases[i].argv, errmsg, sizeof errmsg),
+                         TERN_EINVAL);
+        if (strstr(errmsg, cases[i].needle) == NULL)
+            fail_msg("case %zu: '%s' lacks '%s'", i, errmsg, cases[i].needle);
+    }
+    char *not_self[] = {"ternd",     "--node-id", "5",           "--peers", "1=10.0.0.1:7000",
+                        "--peer-ca", "a",         "--peer-cert", "b",       "--peer-key",
+                        "c"};
+    assert_int_equal(load(&cfg, ARGC(not_self), not_self, errmsg, sizeof errmsg), TERN_EINVAL);
+    assert_non_null(strstr(errmsg, "must include this node"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -573,6 +706,8 @@ int main(void)
         cmocka_unit_test_setup(test_help_and_version, clean_env),
         cmocka_unit_test_setup(test_repeated_loads, clean_env),
         cmocka_unit_test_setup(test_parse_bytes, clean_env),
+        cmocka_unit_test_setup(test_group_settings, clean_env),
+        cmocka_unit_test_setup(test_group_errors, clean_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -311,6 +311,40 @@ static void test_compact_prefix(void **state)
     remove_dir(dir);
 }
 
+/* Types come from the index without reading payloads; emptying the log lets it restart at any
+ * index (how the group driver continues after an installed snapshot). */
+static void test_type_and_restart_after_empty(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    node_raftlog *log = open_ok(dir, 0);
+    static const uint8_t payload[3] = {1, 2, 3};
+    node_raftlog_entry es[3] = {
+        {.index = 1, .term = 1, .type = 1, .data = NULL, .len = 0},
+        {.index = 2, .term = 1, .type = 0, .data = payload, .len = 3},
+        {.index = 3, .term = 2, .type = 2, .data = payload, .len = 2},
+    };
+    assert_int_equal(node_raftlog_append(log, es, 3), 0);
+    uint32_t type = 99;
+    assert_int_equal(node_raftlog_type(log, 1, &type), 0);
+    assert_int_equal(type, 1);
+    assert_int_equal(node_raftlog_type(log, 3, &type), 0);
+    assert_int_equal(type, 2);
+    assert_int_equal(node_raftlog_type(log, 4, &type), TERN_ERANGE);
+    assert_int_equal(node_raftlog_type(log, 0, &type), TERN_ERANGE);
+    assert_int_equal(node_raftlog_truncate_suffix(log, node_raftlog_first_index(log)), 0);
+    assert_int_equal(node_raftlog_last_index(log), 0);
+    node_raftlog_entry after = {.index = 101, .term = 5, .type = 0, .data = payload, .len = 1};
+    assert_int_equal(node_raftlog_append(log, &after, 1), 0);
+    assert_int_equal(node_raftlog_sync(log, NULL), 0);
+    node_raftlog_close(log);
+    log = open_ok(dir, 0);
+    assert_int_equal(node_raftlog_first_index(log), 101);
+    assert_int_equal(node_raftlog_last_index(log), 101);
+    node_raftlog_close(log);
+    remove_dir(dir);
+}
+
 static void test_hard_state(void **state)
 {
     (void)state;
@@ -874,6 +908,7 @@ int main(void)
         cmocka_unit_test(test_truncate_suffix_then_append),
         cmocka_unit_test(test_compact_prefix),
         cmocka_unit_test(test_hard_state),
+        cmocka_unit_test(test_type_and_restart_after_empty),
         cmocka_unit_test(test_torn_tail_every_offset),
         cmocka_unit_test(test_corruption_in_middle),
         cmocka_unit_test(test_bad_index_record),
