@@ -225,7 +225,9 @@ static void block_work(void *arg)
     EVP_DigestUpdate(p->md5, j->data, j->len);
     if (p->sha) EVP_DigestUpdate(p->sha, j->data, j->len);
     node_block_hash(j->data, j->len, &j->id);
-    j->rc = node_cmd_block_put(p->r->server->group, &j->id, j->data, j->len);
+    /* Every replica writes these bytes; this node's reserve is the one checked here. */
+    j->rc = node_store_reserve_check(p->r->server->store, j->len);
+    if (j->rc == 0) j->rc = node_cmd_block_put(p->r->server->group, &j->id, j->data, j->len);
 }
 
 static int blocks_append(api__put *p, const node_block_id *id, size_t len)

@@ -301,6 +301,17 @@ static int block_store_if_missing(node_store *s, const node_block_id *id, const 
     return rc;
 }
 
+int node_store_reserve_check(node_store *s, uint64_t len)
+{
+    uint64_t free_bytes;
+    if (s->disk_reserve_bytes == 0 || node_store_disk_free(s, &free_bytes) != 0 ||
+        free_bytes >= s->disk_reserve_bytes + len)
+        return 0;
+    node__errmsg_set("%llu bytes free, below the %llu-byte disk reserve",
+                     (unsigned long long)free_bytes, (unsigned long long)s->disk_reserve_bytes);
+    return TERN_ENOSPC;
+}
+
 int node_store_block_put(node_store *s, const node_block_id *id, const void *data, size_t len)
 {
     if (s == NULL || id == NULL || (data == NULL && len > 0)) return TERN_EINVAL;
@@ -312,7 +323,9 @@ int node_store_block_put(node_store *s, const node_block_id *id, const void *dat
     int rc = node__check_writable(s);
     if (rc != 0) return rc;
     uint64_t free_bytes;
-    if (s->disk_reserve_bytes > 0 && node_store_disk_free(s, &free_bytes) == 0 &&
+    /* A replicated store's apply must not depend on this replica's free space (replicas
+     * would diverge): the proposer checks the reserve (node_store_reserve_check). */
+    if (!s->replicated && s->disk_reserve_bytes > 0 && node_store_disk_free(s, &free_bytes) == 0 &&
         free_bytes < s->disk_reserve_bytes + len) {
         node__errmsg_set("block put: %llu bytes free, below the %llu-byte disk reserve",
                          (unsigned long long)free_bytes, (unsigned long long)s->disk_reserve_bytes);

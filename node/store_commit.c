@@ -175,6 +175,9 @@ static void ref_apply(node__commit *c, node__ref_delta *r)
     node__counter_sub(&k->block_count, 1, "block_count");
     node__counter_sub(&k->block_bytes, r->size_bytes, "block_bytes");
     if (node__pinned_locked(s, &r->id)) return; /* an upload in progress still needs it */
+    /* A replicated store keeps it until BLOCKS_COLLECT, after a grace period: an upload
+     * on any replica may have committed it for a manifest not yet committed. */
+    if (s->replicated) return;
     char qkey[11 + 2 * NODE_BLOCK_ID_BYTES + 1];
     node__quarantine_key(&r->id, qkey);
     rocksdb_writebatch_delete_cf(c->batch, s->cf[NODE__CF_BLOCKS], id, NODE_BLOCK_ID_BYTES);

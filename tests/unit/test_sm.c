@@ -134,11 +134,16 @@ static void test_retry_applies_once(void **state)
     /* The retry of seq 1 (e.g. re-sent to a new leader) must not revert k to v1. */
     assert_int_equal(object_put(x, client, 1, "k", &m1), 0);
     assert_etag(x, "k", "v2");
-    /* v1's block lost its last reference to v2 and was deleted: seq 2 fails, and its retry
-     * returns the recorded failure even once the block is back. */
-    assert_int_equal(object_put(x, client, 2, "k2", &m1), TERN_ECONFLICT);
-    block_cmd(x, 1, 4096);
-    assert_int_equal(object_put(x, client, 2, "k2", &m1), TERN_ECONFLICT);
+    /* A manifest naming a block that is not stored fails; its retry returns the recorded
+     * failure even once the block is there. */
+    node_block_ref b3 = {.size_bytes = 4096};
+    uint8_t buf3[4096];
+    fill(buf3, sizeof buf3, 3);
+    node_block_hash(buf3, sizeof buf3, &b3.id);
+    node_manifest m3 = manifest_of(&b3, 1, "v3");
+    assert_int_equal(object_put(x, client, 2, "k2", &m3), TERN_ECONFLICT);
+    block_cmd(x, 3, 4096);
+    assert_int_equal(object_put(x, client, 2, "k2", &m3), TERN_ECONFLICT);
     node_manifest *none = NULL;
     assert_int_equal(node_store_object_get(x->f.s, "bkt", "k2", &none), TERN_ENOTFOUND);
     /* Sessions survive a restart of the node. */
@@ -228,8 +233,15 @@ static void test_orphans_are_reported_and_collected_by_command(void **state)
     smfix *x = *state;
     assert_int_equal(bucket_create(x, "bkt"), 0);
     node_block_ref kept = block_cmd(x, 1, 4096), orphan = block_cmd(x, 2, 4096);
+    /* A block whose last reference goes stays stored until collected. */
+    node_manifest mo = manifest_of(&orphan, 1, "o");
+    assert_int_equal(object_put(x, 0, 0, "k", &mo), 0);
     node_manifest m = manifest_of(&kept, 1, "v1");
     assert_int_equal(object_put(x, 0, 0, "k", &m), 0);
+    void *held;
+    size_t held_len;
+    assert_int_equal(node_store_block_get(x->f.s, &orphan.id, false, &held, &held_len), 0);
+    free(held);
     node_scrub_result r;
     assert_int_equal(node_store_scrub_step(x->f.s, 1u << 30, &r), 0);
     assert_int_equal(r.orphans_deleted, 0); /* a replicated store never collects on its own */
