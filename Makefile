@@ -3,7 +3,7 @@ BUILD ?= build
 GENERATOR ?= Ninja
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run test unit integration bench fuzz format clean
+.PHONY: all deps configure build run run-cluster test unit integration deps-bench bench bench-raft fuzz format clean
 
 all: build
 
@@ -22,6 +22,10 @@ build: deps configure
 run: build
 	./$(BUILD)/ternd --data-dir ./data --s3-listen 127.0.0.1:9000
 
+# A 3-node region on loopback (NODES=5 for more) with a throwaway CA; see scripts/run-cluster.sh.
+run-cluster: build
+	bash scripts/run-cluster.sh $(BUILD) ./data-cluster
+
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j2
 
@@ -31,8 +35,17 @@ unit: build
 integration: build
 	cd $(BUILD) && ctest --output-on-failure -L integration
 
-bench: build
+# Benchmarks (bench/RESULTS.md): the single-node S3 one, then the Raft one against etcd.
+deps-bench:
+	@bash scripts/deps.sh bench
+
+bench: deps-bench build
 	bash bench/s3_single_node/run.sh
+	bash bench/raft_vs_etcd/run.sh
+
+# 3-node tern region against 3-member etcd 3.4 (wrk, fsync on), then leader failover.
+bench-raft: deps-bench build
+	bash bench/raft_vs_etcd/run.sh
 
 # libFuzzer drivers (tests/fuzz), FUZZ_SECONDS each; crashes are saved under build-fuzz/.
 FUZZ_SECONDS ?= 60

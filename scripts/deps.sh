@@ -15,6 +15,11 @@ PACKAGES=(
 if [ "${1:-}" = "fuzz" ]; then
   PACKAGES+=(clang libclang-rt-14-dev)
 fi
+# `deps.sh bench` adds what the benchmarks need: etcd 3.4 (server and etcdctl) as the
+# Raft baseline of bench/raft_vs_etcd and wrk, its load generator.
+if [ "${1:-}" = "bench" ]; then
+  PACKAGES+=(etcd-server etcd-client wrk)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
