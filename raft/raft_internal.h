@@ -37,6 +37,7 @@ typedef struct raft__progress {
     uint64_t next;
     raft__progress_state state;
     bool probe_sent;          /* PROBE: an AppendEntries is outstanding */
+    uint64_t commit_sent;     /* highest commit index sent to it by raft__commit_advanced */
     bool recent_active;       /* heard from since the last check-quorum */
     uint64_t read_ack;        /* highest ReadIndex round this voter acknowledged */
     raft__inflight *inflight; /* ring of inflight_msgs_max */
@@ -216,6 +217,10 @@ void raft__recv_heartbeat(raft *r, const raft_message *m);
 void raft__recv_heartbeat_response(raft *r, const raft_message *m);
 /* Figure 3.1 "Leaders" and Figure 3.7: commit only by counting current-term replicas. */
 bool raft__maybe_commit(raft *r);
+/* After the commit index moved: appends to followers that lack entries, and the new commit
+ * index to those that have them all (else they would learn it only from the next heartbeat,
+ * and a follower serving a write or a read waits for its own apply). */
+void raft__commit_advanced(raft *r);
 void raft__leader_persisted(raft *r);
 
 /* membership.c */

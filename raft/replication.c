@@ -198,6 +198,21 @@ void raft__broadcast_heartbeat(raft *r, uint64_t context)
     }
 }
 
+void raft__commit_advanced(raft *r)
+{
+    raft__broadcast_append(r);
+    uint64_t last = raft__log_last_index(r);
+    for (size_t k = 0; k < r->progress_count; k++) {
+        raft__progress *p = &r->progress[k];
+        uint64_t commit = TERN_MIN(p->match, r->commit);
+        if (p->id == r->id || p->next <= last || commit <= p->commit_sent) continue;
+        p->commit_sent = commit;
+        raft_message m = {
+            .type = RAFT_MSG_HEARTBEAT, .to = p->id, .term = r->term, .commit = commit};
+        raft__send(r, &m);
+    }
+}
+
 /* Thesis 6.2 check-quorum: a leader that has not heard from a majority of voters steps down. */
 static void check_quorum(raft *r)
 {
@@ -237,7 +252,7 @@ void raft__leader_persisted(raft *r)
 {
     raft__progress *self = raft__progress_of(r, r->id);
     if (self) self->match = TERN_MAX(self->match, r->stable);
-    if (raft__maybe_commit(r)) raft__broadcast_append(r);
+    if (raft__maybe_commit(r)) raft__commit_advanced(r);
 }
 
 static int compare_u64(const void *a, const void *b)
@@ -361,7 +376,7 @@ void raft__recv_append_response(raft *r, const raft_message *m)
         if (m->reject || m->index <= p->match) return;
         p->match = m->index;
         if (p->next <= p->match) p->next = p->match + 1;
-        if (raft__maybe_commit(r)) raft__broadcast_append(r);
+        if (raft__maybe_commit(r)) raft__commit_advanced(r);
         if (r->role != RAFT_LEADER || p->next <= r->snapshot.index) return;
         p->state = RAFT__PROBE;
         p->probe_sent = false;
@@ -388,7 +403,7 @@ void raft__recv_append_response(raft *r, const raft_message *m)
             p->probe_sent = false;
         }
         inflight_free_to(r, p, m->index);
-        if (raft__maybe_commit(r)) raft__broadcast_append(r);
+        if (raft__maybe_commit(r)) raft__commit_advanced(r);
         if (r->role != RAFT_LEADER) return; /* removed, and the change just committed */
         if (r->transfer_target == p->id && p->match == raft__log_last_index(r)) {
             raft_message t = {.type = RAFT_MSG_TIMEOUT_NOW, .to = p->id, .term = r->term};

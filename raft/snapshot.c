@@ -134,7 +134,7 @@ void raft__recv_snapshot_response(raft *r, const raft_message *m)
             p->next = p->match + 1;
         }
         if (p->next <= p->match) p->next = p->match + 1;
-        if (raft__maybe_commit(r)) raft__broadcast_append(r);
+        if (raft__maybe_commit(r)) raft__commit_advanced(r);
         if (r->role != RAFT_LEADER) return;
         if (r->transfer_target == p->id && p->match == raft__log_last_index(r)) {
             raft_message t = {.type = RAFT_MSG_TIMEOUT_NOW, .to = p->id, .term = r->term};
