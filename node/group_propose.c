@@ -559,8 +559,28 @@ static void on_read_request(node_group *g, uint64_t peer, const node_groupwire_m
 
 /* ---------------- admin: membership and leadership transfer ---------------- */
 
+/* Whether the configuration in force here (the latest in the log) shows the change. */
+static bool admin_visible(node_group *g, const group_admin *a)
+{
+    const raft_member *m = raft_conf_find(raft_get_conf(g->r), a->node_id);
+    switch (a->op) {
+    case ADMIN_ADD:
+        return m != NULL;
+    case ADMIN_PROMOTE:
+        return m != NULL && m->role == RAFT_MEMBER_VOTER;
+    case ADMIN_REMOVE:
+        return m == NULL;
+    case ADMIN_TRANSFER:
+        return g->leader_id == a->node_id;
+    }
+    return false;
+}
+
 static void admin_finish(node_group *g, group_admin *a, int status)
 {
+    /* A change re-sent after a leader change can find itself already done (the new leader's
+     * log holds it, and a new leader commits its log): that is success, not a bad id. */
+    if (status == TERN_EINVAL && a->op != ADMIN_TRANSFER && admin_visible(g, a)) status = 0;
     node_group_done_fn done = a->done;
     void *arg = a->arg;
     memset(a, 0, sizeof *a);
@@ -647,23 +667,6 @@ int node_group_transfer_leader(node_group *g, uint64_t id, node_group_done_fn do
     return admin_start(g, ADMIN_TRANSFER, id, NULL, done, arg);
 }
 
-/* Whether the applied configuration shows the change. */
-static bool admin_visible(node_group *g, const group_admin *a)
-{
-    const raft_member *m = raft_conf_find(raft_get_conf(g->r), a->node_id);
-    switch (a->op) {
-    case ADMIN_ADD:
-        return m != NULL;
-    case ADMIN_PROMOTE:
-        return m != NULL && m->role == RAFT_MEMBER_VOTER;
-    case ADMIN_REMOVE:
-        return m == NULL;
-    case ADMIN_TRANSFER:
-        return g->leader_id == a->node_id;
-    }
-    return false;
-}
-
 void group__admin_on_progress(node_group *g)
 {
     uint64_t applied = atomic_load(&g->applied);
@@ -680,6 +683,9 @@ void group__admin_on_progress(node_group *g)
             continue;
         }
         if (a->sent_to != g->leader_id) {
+            /* Our entry is committed in this node's log (e.g. a leader that removed itself
+             * steps down at commit): its apply decides, as above; never propose it twice. */
+            if (a->index != 0 && raft_get_commit(g->r) >= a->index) continue;
             a->sent_to = 0;
             a->index = 0;
             int rc = admin_dispatch(g, a);
