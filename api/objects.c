@@ -5,7 +5,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "group.h"
 #include "server_internal.h"
+#include "sm.h"
 
 /*
  * A streaming upload owns at most two block buffers: `fill` receives body
@@ -41,22 +43,35 @@ struct api__put {
     bool finishing;
     bool committing;
     bool responded;
+    /* Jobs waiting for the region group (freed here if the request is abandoned). */
+    struct block_job *block_job;
+    struct commit_job *commit_job;
 };
 
-typedef struct {
+typedef struct block_job {
     api__put *p;
     char *data;
     size_t len;
     size_t cap;
     node_block_id id;
+    uint8_t *cmd; /* the encoded BLOCK_PUT, submitted from the loop */
+    size_t cmd_len;
     int rc;
 } block_job;
+
+static void commit_job_free(struct commit_job *j);
 
 static void put_pump(api__put *p);
 
 void api__put_free(api__put *p)
 {
     if (p == NULL) return;
+    if (p->block_job) {
+        free(p->block_job->cmd);
+        free(p->block_job->data);
+        free(p->block_job);
+    }
+    if (p->commit_job) commit_job_free(p->commit_job);
     free(p->blocks);
     free(p->fill);
     free(p->spare);
@@ -227,7 +242,7 @@ static void block_work(void *arg)
     node_block_hash(j->data, j->len, &j->id);
     /* Every replica writes these bytes; this node's reserve is the one checked here. */
     j->rc = node_store_reserve_check(p->r->server->store, j->len);
-    if (j->rc == 0) j->rc = node_cmd_block_put(p->r->server->group, &j->id, j->data, j->len);
+    if (j->rc == 0) j->rc = node_sm_encode_block_put(&j->id, j->data, j->len, &j->cmd, &j->cmd_len);
 }
 
 static int blocks_append(api__put *p, const node_block_id *id, size_t len)
@@ -245,10 +260,15 @@ static int blocks_append(api__put *p, const node_block_id *id, size_t len)
     return 0;
 }
 
-static void block_done(api__req *r, void *arg)
+/* The group committed (or refused) the block: the loop thread, the request held. */
+static void block_committed(api__req *r, int status)
 {
-    block_job *j = arg;
-    api__put *p = j->p;
+    api__put *p = r->put;
+    block_job *j = p->block_job;
+    p->block_job = NULL;
+    free(j->cmd);
+    j->cmd = NULL;
+    j->rc = status;
     /* A committed block nothing refers to is collected later (BLOCKS_COLLECT). */
     if (j->rc == 0 && blocks_append(p, &j->id, j->len) != 0) j->rc = TERN_ENOMEM;
     if (j->rc != 0 && p->error == 0) p->error = j->rc;
@@ -258,8 +278,29 @@ static void block_done(api__req *r, void *arg)
     p->spare_cap = j->cap;
     p->write_inflight = false;
     free(j);
-    if (r->aborted) return;
     put_pump(p);
+}
+
+/*
+ * Hashed and encoded on a worker; proposed from the loop without holding a
+ * worker while the group commits (a thread per waiting upload would cap
+ * concurrency at --io-threads).
+ */
+static void block_done(api__req *r, void *arg)
+{
+    block_job *j = arg;
+    api__put *p = j->p;
+    if (r->aborted) {
+        free(j->cmd);
+        free(j->data);
+        free(j);
+        return;
+    }
+    p->block_job = j;
+    void *held = api__hold(r, block_committed);
+    int rc = j->rc;
+    if (rc == 0) rc = node_group_submit(r->server->group, j->cmd, j->cmd_len, api__held_done, held);
+    if (rc != 0) api__held_done(held, rc);
 }
 
 static void submit_fill(api__put *p)
@@ -375,7 +416,9 @@ static void put_pump(api__put *p)
         return;
     }
     if (!p->finishing || p->write_inflight) return;
-    if (p->fill_len > 0) {
+    /* The last block goes with the manifest unless the two would not fit one command. */
+    size_t manifest_bytes_max = (p->block_count + 1) * 40 + 16384;
+    if (p->fill_len > 0 && p->fill_len + manifest_bytes_max > NODE_GROUP_COMMAND_BYTES_MAX) {
         submit_fill(p);
         return;
     }
@@ -405,10 +448,15 @@ static void put_respond_error(api__put *p, int rc)
 
 /* ---- commit ---- */
 
-typedef struct {
+typedef struct commit_job {
     api__put *p;
     node_manifest m;
     char content_md5[64]; /* base64 from the request, or "" */
+    /* The object's last block travels with the manifest (one log entry) when it fits. */
+    char *inline_data;
+    size_t inline_len;
+    uint8_t *cmd; /* the encoded command, proposed from the loop */
+    size_t cmd_len;
     int rc;
     const char *s3_code;
     bool bucket_missing;
@@ -468,6 +516,15 @@ static void commit_work(void *arg)
     commit_job *j = arg;
     api__put *p = j->p;
     api__req *r = p->r;
+    node_block_id inline_id;
+    if (j->inline_data) {
+        EVP_DigestUpdate(p->md5, j->inline_data, j->inline_len);
+        if (p->sha) EVP_DigestUpdate(p->sha, j->inline_data, j->inline_len);
+        node_block_hash(j->inline_data, j->inline_len, &inline_id);
+        j->rc = node_store_reserve_check(r->server->store, j->inline_len);
+        if (j->rc == 0) j->rc = blocks_append(p, &inline_id, j->inline_len);
+        if (j->rc != 0) return;
+    }
     uint8_t md5[16];
     unsigned int md5_len = 0;
     EVP_DigestFinal_ex(p->md5, md5, &md5_len);
@@ -507,14 +564,25 @@ static void commit_work(void *arg)
                           .block_count = p->block_count,
                           .blocks = p->blocks};
         memcpy(part.etag, j->m.etag, sizeof part.etag);
-        j->rc = node_cmd_upload_part_put(r->server->group, r->bucket, r->key, p->upload_id, &part);
+        j->rc = j->inline_data
+                    ? node_sm_encode_part_put_with_block(r->bucket, r->key, p->upload_id, &part,
+                                                         &inline_id, j->inline_data, j->inline_len,
+                                                         &j->cmd, &j->cmd_len)
+                    : node_sm_encode_part_put(r->bucket, r->key, p->upload_id, &part, &j->cmd,
+                                              &j->cmd_len);
     } else {
-        j->rc = node_cmd_object_put(r->server->group, r->bucket, r->key, &j->m);
+        j->rc = j->inline_data
+                    ? node_sm_encode_object_put_with_block(r->bucket, r->key, &j->m, &inline_id,
+                                                           j->inline_data, j->inline_len, &j->cmd,
+                                                           &j->cmd_len)
+                    : node_sm_encode_object_put(r->bucket, r->key, &j->m, &j->cmd, &j->cmd_len);
     }
 }
 
 static void commit_job_free(commit_job *j)
 {
+    free(j->inline_data);
+    free(j->cmd);
     j->m.blocks = NULL; /* owned by the put */
     j->m.block_count = 0;
     for (size_t i = 0; i < j->m.header_count; i++) {
@@ -534,6 +602,25 @@ static const char *digest_message(const char *code)
     return "The provided 'x-amz-content-sha256' header does not match what was computed.";
 }
 
+/* The group applied (or refused) the manifest: the loop thread, the request held. */
+static void commit_committed(api__req *r, int status)
+{
+    api__put *p = r->put;
+    commit_job *j = p->commit_job;
+    p->commit_job = NULL;
+    j->rc = status;
+    p->responded = true;
+    if (j->rc != 0) {
+        api__respond_store_error(r, j->rc, p->is_part ? "NoSuchUpload" : "NoSuchBucket");
+    } else {
+        api__buf h = {0};
+        api__format_etag_header(&h, j->m.etag);
+        api__respond(r, 200, h.data, NULL, NULL, 0);
+        api__buf_free(&h);
+    }
+    commit_job_free(j);
+}
+
 static void commit_done(api__req *r, void *arg)
 {
     commit_job *j = arg;
@@ -542,17 +629,18 @@ static void commit_done(api__req *r, void *arg)
         commit_job_free(j);
         return;
     }
-    p->responded = true;
-    if (j->s3_code) {
-        api__respond_error(r, j->s3_code, digest_message(j->s3_code));
-    } else if (j->rc != 0) {
-        api__respond_store_error(r, j->rc, p->is_part ? "NoSuchUpload" : "NoSuchBucket");
-    } else {
-        api__buf h = {0};
-        api__format_etag_header(&h, j->m.etag);
-        api__respond(r, 200, h.data, NULL, NULL, 0);
-        api__buf_free(&h);
+    if (j->s3_code == NULL && j->rc == 0) {
+        p->commit_job = j;
+        void *held = api__hold(r, commit_committed);
+        int rc = node_group_submit(r->server->group, j->cmd, j->cmd_len, api__held_done, held);
+        if (rc != 0) api__held_done(held, rc);
+        return;
     }
+    p->responded = true;
+    if (j->s3_code)
+        api__respond_error(r, j->s3_code, digest_message(j->s3_code));
+    else
+        api__respond_store_error(r, j->rc, p->is_part ? "NoSuchUpload" : "NoSuchBucket");
     commit_job_free(j);
 }
 
@@ -565,6 +653,12 @@ static void put_commit(api__put *p)
     j->p = p;
     const char *md5 = api__req_header(r, "Content-MD5");
     snprintf(j->content_md5, sizeof j->content_md5, "%s", md5 ? md5 : "");
+    if (p->fill_len > 0) {
+        j->inline_data = p->fill;
+        j->inline_len = p->fill_len;
+        p->fill = NULL;
+        p->fill_len = p->fill_cap = 0;
+    }
     const char *code = NULL;
     if (!p->is_part) {
         int rc = api__collect_headers(r, &j->m, &code);

@@ -18,6 +18,8 @@ enum {
     CMD_UPLOAD_COMPLETE,
     CMD_UPLOAD_ABORT,
     CMD_BLOCKS_COLLECT,
+    CMD_OBJECT_PUT_WITH_BLOCK,
+    CMD_PART_PUT_WITH_BLOCK,
 };
 
 /* Session record: u8 version | u64 max_seq | u64 window | i8 results[64]. */
@@ -107,6 +109,48 @@ int node_sm_encode_object_put(const char *bucket, const char *key, const node_ma
     begin(&b, CMD_OBJECT_PUT);
     put_object(&b, bucket, key);
     int rc = node__manifest_encode(m, true, &b);
+    if (rc != 0) {
+        node__buf_free(&b);
+        return rc;
+    }
+    return finish(&b, out, len);
+}
+
+static void put_block(node__buf *b, const node_block_id *id, const void *data, size_t len)
+{
+    node__buf_bytes(b, id->bytes, NODE_BLOCK_ID_BYTES);
+    node__buf_u32(b, (uint32_t)len);
+    node__buf_bytes(b, data, len);
+}
+
+int node_sm_encode_object_put_with_block(const char *bucket, const char *key,
+                                         const node_manifest *m, const node_block_id *id,
+                                         const void *data, size_t data_len, uint8_t **out,
+                                         size_t *len)
+{
+    node__buf b;
+    begin(&b, CMD_OBJECT_PUT_WITH_BLOCK);
+    put_object(&b, bucket, key);
+    put_block(&b, id, data, data_len);
+    int rc = node__manifest_encode(m, true, &b);
+    if (rc != 0) {
+        node__buf_free(&b);
+        return rc;
+    }
+    return finish(&b, out, len);
+}
+
+int node_sm_encode_part_put_with_block(const char *bucket, const char *key, const char *upload_id,
+                                       const node_part *part, const node_block_id *id,
+                                       const void *data, size_t data_len, uint8_t **out,
+                                       size_t *len)
+{
+    node__buf b;
+    begin(&b, CMD_PART_PUT_WITH_BLOCK);
+    put_object(&b, bucket, key);
+    put_str(&b, upload_id);
+    put_block(&b, id, data, data_len);
+    int rc = node__part_encode(part, &b);
     if (rc != 0) {
         node__buf_free(&b);
         return rc;
@@ -245,15 +289,46 @@ static bool deterministic(int rc)
            rc == TERN_ECONFLICT || rc == TERN_EINVAL || rc == TERN_EPARSE;
 }
 
+/* Stores a block (the pin is dropped at once: a replicated store keeps unreferenced blocks
+ * until a BLOCKS_COLLECT command removes them). */
+static int store_block(node_sm *sm, const node_block_id *id, const void *data, size_t len)
+{
+    if (len == 0 || len > NODE_BLOCK_SIZE_MAX) return TERN_EPARSE;
+    int rc = node_store_block_put(sm->store, id, data, len);
+    if (rc == 0) node_store_block_unpin(sm->store, id);
+    return rc;
+}
+
+/* The inline block of a _WITH_BLOCK command. */
+static int apply_inline_block(node_sm *sm, reader *r)
+{
+    if (r->bad || r->end - r->p < NODE_BLOCK_ID_BYTES) return TERN_EPARSE;
+    node_block_id id;
+    memcpy(id.bytes, r->p, NODE_BLOCK_ID_BYTES);
+    r->p += NODE_BLOCK_ID_BYTES;
+    uint32_t len = get_u32(r);
+    if (r->bad || (size_t)(r->end - r->p) < len) return TERN_EPARSE;
+    int rc = store_block(sm, &id, r->p, len);
+    r->p += len;
+    return rc;
+}
+
 static int apply_manifest_cmd(node_sm *sm, int type, reader *r, names *n)
 {
     get_str(r, n->bucket, sizeof n->bucket);
     get_str(r, n->key, sizeof n->key);
     if (type == CMD_UPLOAD_CREATE || type == CMD_PART_PUT || type == CMD_UPLOAD_COMPLETE ||
-        type == CMD_UPLOAD_ABORT)
+        type == CMD_UPLOAD_ABORT || type == CMD_PART_PUT_WITH_BLOCK)
         get_str(r, n->upload_id, sizeof n->upload_id);
     int64_t initiated_ms = type == CMD_UPLOAD_CREATE ? (int64_t)get_u64(r) : 0;
     if (r->bad) return TERN_EPARSE;
+    if (type == CMD_OBJECT_PUT_WITH_BLOCK || type == CMD_PART_PUT_WITH_BLOCK) {
+        /* The block first: the record after it refers to it. A failed record leaves an
+         * unreferenced block, collected later like any other. */
+        int rc = apply_inline_block(sm, r);
+        if (rc != 0) return rc;
+        type = type == CMD_OBJECT_PUT_WITH_BLOCK ? CMD_OBJECT_PUT : CMD_PART_PUT;
+    }
     const char *rest = (const char *)r->p;
     size_t rest_len = (size_t)(r->end - r->p);
     if (type == CMD_OBJECT_DELETE) {
@@ -310,14 +385,10 @@ static int apply_cmd(node_sm *sm, const uint8_t *cmd, size_t len)
         if (len < 2 + NODE_BLOCK_ID_BYTES) return TERN_EPARSE;
         node_block_id id;
         memcpy(id.bytes, cmd + 2, NODE_BLOCK_ID_BYTES);
-        size_t data_len = len - 2 - NODE_BLOCK_ID_BYTES;
-        if (data_len == 0 || data_len > NODE_BLOCK_SIZE_MAX) return TERN_EPARSE;
-        /* The pin is dropped at once: a replicated store keeps unreferenced
-         * blocks until a BLOCKS_COLLECT command removes them. */
-        int rc = node_store_block_put(sm->store, &id, cmd + 2 + NODE_BLOCK_ID_BYTES, data_len);
-        if (rc == 0) node_store_block_unpin(sm->store, &id);
-        return rc;
+        return store_block(sm, &id, cmd + 2 + NODE_BLOCK_ID_BYTES, len - 2 - NODE_BLOCK_ID_BYTES);
     }
+    case CMD_OBJECT_PUT_WITH_BLOCK:
+    case CMD_PART_PUT_WITH_BLOCK:
     case CMD_OBJECT_PUT:
     case CMD_OBJECT_DELETE:
     case CMD_UPLOAD_CREATE:

@@ -22,6 +22,10 @@
  *   8 UPLOAD_COMPLETE bucket, key, upload id, manifest record (the rest)
  *   9 UPLOAD_ABORT    bucket, key, upload id
  *  10 BLOCKS_COLLECT  u32 count, ids[32] (delete those still unreferenced)
+ *  11 OBJECT_PUT_WITH_BLOCK  bucket, key, id[32], block bytes, manifest record (the rest)
+ *  12 PART_PUT_WITH_BLOCK    bucket, key, upload id, id[32], block bytes, part record
+ * The _WITH_BLOCK forms carry an object's last (often only) block with its manifest, so a
+ * small PUT is one log entry and one commit instead of two in sequence.
  * A command carries every value its apply needs (upload ids, times): apply
  * reads nothing but the replicated state, so every replica computes the
  * same result.
@@ -74,6 +78,15 @@ int node_sm_encode_upload_complete(const char *bucket, const char *key, const ch
                                    const node_manifest *final, uint8_t **out, size_t *len);
 int node_sm_encode_upload_abort(const char *bucket, const char *key, const char *upload_id,
                                 uint8_t **out, size_t *len);
+/* The _with_block forms: block (id, data, data_len) is stored, then the manifest committed. */
+int node_sm_encode_object_put_with_block(const char *bucket, const char *key,
+                                         const node_manifest *m, const node_block_id *id,
+                                         const void *data, size_t data_len, uint8_t **out,
+                                         size_t *len);
+int node_sm_encode_part_put_with_block(const char *bucket, const char *key, const char *upload_id,
+                                       const node_part *part, const node_block_id *id,
+                                       const void *data, size_t data_len, uint8_t **out,
+                                       size_t *len);
 int node_sm_encode_blocks_collect(const node_block_id *ids, size_t count, uint8_t **out,
                                   size_t *len);
 
