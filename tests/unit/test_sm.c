@@ -228,6 +228,54 @@ static void test_multipart_through_commands(void **state)
     assert_int_equal(apply(x, 0, 0, c, n), TERN_ENOTFOUND);
 }
 
+static void test_last_block_travels_with_its_manifest(void **state)
+{
+    smfix *x = *state;
+    assert_int_equal(bucket_create(x, "bkt"), 0);
+    node_block_ref first = block_cmd(x, 1, 4096);
+    uint8_t last[1000];
+    fill(last, sizeof last, 2);
+    node_block_ref refs[2] = {first, {.size_bytes = sizeof last}};
+    node_block_hash(last, sizeof last, &refs[1].id);
+    node_manifest m = manifest_of(refs, 2, "two");
+    uint8_t *c;
+    size_t n;
+    assert_int_equal(node_sm_encode_object_put_with_block("bkt", "k", &m, &refs[1].id, last,
+                                                          sizeof last, &c, &n),
+                     0);
+    /* Truncated anywhere, the command is refused and nothing of it is visible. */
+    for (size_t len = 0; len < n; len += 97)
+        assert_int_equal(node_sm_apply(x->sm, ++x->index, 0, 0, c, len), TERN_EPARSE);
+    node_manifest *got = NULL;
+    assert_int_equal(node_store_object_get(x->f.s, "bkt", "k", &got), TERN_ENOTFOUND);
+    assert_int_equal(apply(x, 0, 0, c, n), 0);
+    assert_etag(x, "k", "two");
+    void *data;
+    size_t len;
+    assert_int_equal(node_store_block_get(x->f.s, &refs[1].id, true, &data, &len), 0);
+    assert_int_equal(len, sizeof last);
+    assert_memory_equal(data, last, sizeof last);
+    free(data);
+
+    /* The part form. */
+    const char *id = "00112233445566778899aabbccddeeff";
+    assert_int_equal(node_sm_encode_upload_create("bkt", "mp", id, 1, NULL, &c, &n), 0);
+    assert_int_equal(apply(x, 0, 0, c, n), 0);
+    node_part part = {
+        .part_number = 1, .size_bytes = sizeof last, .block_count = 1, .blocks = &refs[1]};
+    strcpy(part.etag, "p");
+    assert_int_equal(node_sm_encode_part_put_with_block("bkt", "mp", id, &part, &refs[1].id, last,
+                                                        sizeof last, &c, &n),
+                     0);
+    assert_int_equal(apply(x, 0, 0, c, n), 0);
+    node_part *parts = NULL;
+    size_t count = 0;
+    assert_int_equal(node_store_upload_parts_list(x->f.s, "bkt", "mp", id, &parts, &count), 0);
+    assert_int_equal(count, 1);
+    assert_string_equal(parts[0].etag, "p");
+    node_parts_free(parts, count);
+}
+
 static void test_orphans_are_reported_and_collected_by_command(void **state)
 {
     smfix *x = *state;
@@ -323,6 +371,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_is_idempotent, setup_sm, teardown_sm),
         cmocka_unit_test_setup_teardown(test_malformed_commands_are_refused, setup_sm, teardown_sm),
         cmocka_unit_test_setup_teardown(test_multipart_through_commands, setup_sm, teardown_sm),
+        cmocka_unit_test_setup_teardown(test_last_block_travels_with_its_manifest, setup_sm,
+                                        teardown_sm),
         cmocka_unit_test_setup_teardown(test_orphans_are_reported_and_collected_by_command,
                                         setup_sm, teardown_sm),
         cmocka_unit_test_setup_teardown(test_checkpoint_install_replaces_replicated_state, setup_sm,
