@@ -226,6 +226,17 @@ int api__put_begin(api__req *r, bool is_part)
     j->upload_id = p->upload_id;
     j->expected_bytes = expected;
     j->reserve_bytes = r->server->config->disk_reserve_bytes;
+    /* The common case (a known bucket, in memory; not a part) passes right here: statvfs is
+     * a cheap syscall, and the pool round trip per PUT cost two context switches. */
+    node_bucket b;
+    uint64_t free_bytes;
+    if (p->upload_id == NULL && node_store_bucket_get_cached(j->store, j->bucket, &b) == 0 &&
+        (expected == UINT64_MAX || j->reserve_bytes == 0 ||
+         (node_store_disk_free(j->store, &free_bytes) == 0 &&
+          free_bytes >= j->reserve_bytes + expected))) {
+        free(j);
+        return 0;
+    }
     api__req_pause(r);
     api__job_submit(r, precheck_work, precheck_done, j);
     return 0;
@@ -447,6 +458,9 @@ static void put_respond_error(api__put *p, int rc)
 }
 
 /* ---- commit ---- */
+
+/* Bodies up to this size are committed without a worker (see put_commit). */
+#define INLINE_COMMIT_BYTES_MAX (64u << 10)
 
 typedef struct commit_job {
     api__put *p;
@@ -671,6 +685,13 @@ static void put_commit(api__put *p)
             commit_job_free(j);
             return;
         }
+    }
+    /* A small single-block object is hashed and encoded right here: a trip through the
+     * thread pool (two context switches) costs more than hashing a few KiB. */
+    if (p->block_count == 0 && j->inline_len <= INLINE_COMMIT_BYTES_MAX) {
+        commit_work(j);
+        commit_done(r, j);
+        return;
     }
     api__job_submit(r, commit_work, commit_done, j);
 }

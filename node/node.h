@@ -212,6 +212,8 @@ int node_store_block_read(node_store *s, const node_block_id *id, size_t offset,
 int node_store_bucket_create(node_store *s, const char *name, const char *region,
                              int64_t created_ms);                             /* TERN_EEXIST */
 int node_store_bucket_get(node_store *s, const char *name, node_bucket *out); /* TERN_ENOTFOUND */
+/* Like node_store_bucket_get but never does disk I/O: TERN_EAGAIN when not in memory. */
+int node_store_bucket_get_cached(node_store *s, const char *name, node_bucket *out);
 /* TERN_ENOTFOUND; TERN_ENOTEMPTY if it holds objects or multipart uploads in progress. */
 int node_store_bucket_delete(node_store *s, const char *name);
 /* All buckets sorted by name; *out is malloc'd (free with free()). */

@@ -56,6 +56,18 @@ int node_store_bucket_get(node_store *s, const char *name, node_bucket *out)
     return rc;
 }
 
+int node_store_bucket_get_cached(node_store *s, const char *name, node_bucket *out)
+{
+    if (!node__valid_bucket(name)) return TERN_ENOTFOUND;
+    char *v;
+    size_t n;
+    int rc = node__get_ro(s, s->read_cached, NODE__CF_BUCKETS, name, strlen(name), &v, &n);
+    if (rc != 0) return rc;
+    rc = node__bucket_decode(name, v, n, out);
+    rocksdb_free(v);
+    return rc;
+}
+
 int node_store_bucket_delete(node_store *s, const char *name)
 {
     if (!node__valid_bucket(name)) return TERN_ENOTFOUND;
