@@ -3,7 +3,7 @@
 #define TERN_NODE_GROUP_H
 
 /*
- * DESIGN NOTES (docs/group-driver.md has the long form)
+ * DESIGN NOTES (docs/ARCHITECTURE.md, "The region group driver", has the long form)
  *
  * Threads:
  *   loop thread   the raft core, the peer transport, timers, every user callback;

@@ -319,6 +319,15 @@ int node_store_applied_get(node_store *s, uint64_t *index);
  * unsynced batch written after the change it follows (the Raft log is the durable record). */
 int node_store_applied_put(node_store *s, uint64_t index, uint64_t client_id, const void *session,
                            size_t session_len);
+/*
+ * Between begin and end, the first successful metadata commit on the calling thread also
+ * writes what node_store_applied_put would, in the same batch (one write per command instead
+ * of two, and the applied index atomic with the change). end says whether a commit took it;
+ * if not, the caller records it with node_store_applied_put. session must stay valid until end.
+ */
+void node_store_apply_stamp_begin(node_store *s, uint64_t index, uint64_t client_id,
+                                  const void *session, size_t session_len);
+bool node_store_apply_stamp_end(node_store *s);
 /* A session record (malloc'd, caller frees) or TERN_ENOTFOUND. */
 int node_store_session_get(node_store *s, uint64_t client_id, char **rec, size_t *len);
 /* Flushes memtables and writes a self-contained RocksDB checkpoint into dir (must not exist). */

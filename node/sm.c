@@ -502,17 +502,28 @@ int node_sm_apply(node_sm *sm, uint64_t index, uint64_t client_id, uint64_t seq,
             return rc == 0 ? result : TERN_EFAILED;
         }
     }
+    /* Most commands that succeed commit one batch: the applied index and the session record
+     * (with result 0) ride in it. A command that fails, or writes without a commit, records
+     * them in a batch of their own below. */
+    uint8_t rec[SESSION_RECORD_BYTES];
+    session after;
+    if (ss != NULL) {
+        after = *ss;
+        session_record(&after, seq, 0);
+        session_encode(&after, rec);
+    }
+    node_store_apply_stamp_begin(sm->store, index, client_id, ss ? rec : NULL, ss ? sizeof rec : 0);
     int result = apply_cmd(sm, cmd, len);
+    bool stamped = node_store_apply_stamp_end(sm->store);
     if (!deterministic(result)) {
         node_log(NODE_LOG_ERROR, "sm", "apply of index %llu failed locally: %s (%s)",
                  (unsigned long long)index, tern_strerror(result), node_store_errmsg(sm->store));
         return TERN_EFAILED;
     }
-    uint8_t rec[SESSION_RECORD_BYTES];
-    if (ss != NULL) {
-        session_record(ss, seq, result);
-        session_encode(ss, rec);
-    }
+    if (ss != NULL) session_record(ss, seq, result);
+    if (stamped && result == 0) return 0;
+    /* Not stamped, or (defensively) stamped with a result that was not the one recorded. */
+    if (ss != NULL) session_encode(ss, rec);
     rc = node_store_applied_put(sm->store, index, client_id, ss ? rec : NULL, ss ? sizeof rec : 0);
     return rc == 0 ? result : TERN_EFAILED;
 }

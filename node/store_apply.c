@@ -50,6 +50,49 @@ static size_t session_key(char *buf, uint64_t client_id)
     return n + 16;
 }
 
+_Thread_local node__apply_stamp *node__stamp;
+
+static void stamp_put(node_store *s, rocksdb_writebatch_t *b, uint64_t index, uint64_t client_id,
+                      const void *session, size_t session_len)
+{
+    uint8_t le[8];
+    put_u64le(le, index);
+    rocksdb_writebatch_put_cf(b, s->cf[NODE__CF_META], APPLIED_KEY, strlen(APPLIED_KEY),
+                              (const char *)le, 8);
+    if (session != NULL) {
+        char key[64];
+        size_t key_len = session_key(key, client_id);
+        rocksdb_writebatch_put_cf(b, s->cf[NODE__CF_META], key, key_len, session, session_len);
+    }
+}
+
+node__apply_stamp *node__stamp_add(node_store *s, rocksdb_writebatch_t *b)
+{
+    node__apply_stamp *st = node__stamp;
+    if (st == NULL || st->s != s || st->consumed) return NULL;
+    stamp_put(s, b, st->index, st->client_id, st->session, st->session_len);
+    return st;
+}
+
+void node_store_apply_stamp_begin(node_store *s, uint64_t index, uint64_t client_id,
+                                  const void *session, size_t session_len)
+{
+    static _Thread_local node__apply_stamp stamp;
+    stamp = (node__apply_stamp){.s = s,
+                                .index = index,
+                                .client_id = client_id,
+                                .session = session,
+                                .session_len = session_len};
+    node__stamp = &stamp;
+}
+
+bool node_store_apply_stamp_end(node_store *s)
+{
+    node__apply_stamp *st = node__stamp;
+    node__stamp = NULL;
+    return st != NULL && st->s == s && st->consumed;
+}
+
 int node_store_applied_get(node_store *s, uint64_t *index)
 {
     char *v = NULL;
@@ -76,15 +119,7 @@ int node_store_applied_put(node_store *s, uint64_t index, uint64_t client_id, co
     int rc = node__check_writable(s);
     if (rc != 0) return rc;
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-    uint8_t le[8];
-    put_u64le(le, index);
-    rocksdb_writebatch_put_cf(b, s->cf[NODE__CF_META], APPLIED_KEY, strlen(APPLIED_KEY),
-                              (const char *)le, 8);
-    if (session != NULL) {
-        char key[64];
-        size_t key_len = session_key(key, client_id);
-        rocksdb_writebatch_put_cf(b, s->cf[NODE__CF_META], key, key_len, session, session_len);
-    }
+    stamp_put(s, b, index, client_id, session, session_len);
     rc = node__write(s, b, false, "record applied index");
     rocksdb_writebatch_destroy(b);
     return rc;

@@ -205,9 +205,11 @@ int node__commit_finish(node__commit *c, const char *what)
     for (size_t i = 0; i < c->ref_count; i++)
         ref_apply(c, &c->refs[i]);
     node__put_counters(s, c->batch, &c->counters);
+    node__apply_stamp *stamp = node__stamp_add(s, c->batch);
     rc = node__write(s, c->batch, true, what);
     if (may_collect) pthread_mutex_unlock(&s->pin_mu);
     if (rc != 0) return rc;
+    if (stamp) stamp->consumed = true;
     s->counters = c->counters;
     for (size_t i = 0; i < c->ref_count; i++) {
         if (!c->refs[i].collected) continue;

@@ -222,6 +222,20 @@ typedef struct {
     bool failed_alloc;
 } node__commit;
 
+/* The apply stamp of the calling thread (store_apply.c): the next successful commit on this
+ * thread adds the applied index and session record to its batch. */
+typedef struct {
+    node_store *s;
+    uint64_t index;
+    uint64_t client_id;
+    const void *session;
+    size_t session_len;
+    bool consumed;
+} node__apply_stamp;
+extern _Thread_local node__apply_stamp *node__stamp;
+/* Adds the stamp's records to b if a stamp for s is pending on this thread; returns it. */
+node__apply_stamp *node__stamp_add(node_store *s, rocksdb_writebatch_t *b);
+
 int node__commit_begin(node_store *s, node__commit *c);
 void node__commit_refs(node__commit *c, const node_block_ref *blocks, size_t count, int sign);
 int node__commit_finish(node__commit *c, const char *what);

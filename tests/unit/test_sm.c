@@ -104,6 +104,9 @@ static void test_commands_apply_and_record_index(void **state)
     node_manifest m = manifest_of(&b, 1, "e1");
     assert_int_equal(object_put(x, 0, 0, "k", &m), 0);
     assert_etag(x, "k", "e1");
+    uint64_t stamped = 0; /* recorded in the put's own batch (the apply stamp) */
+    assert_int_equal(node_store_applied_get(x->f.s, &stamped), 0);
+    assert_int_equal(stamped, x->index);
     /* A manifest naming a block never put is refused alike on every replica. */
     node_block_ref missing = {.size_bytes = 10};
     memset(missing.id.bytes, 0x5a, sizeof missing.id.bytes);
