@@ -64,4 +64,27 @@ void tern_errmsg(char *buf, size_t buf_len, const char *fmt, ...)
 #define TERN_MIN(a, b)    ((a) < (b) ? (a) : (b))
 #define TERN_MAX(a, b)    ((a) > (b) ? (a) : (b))
 
+/* Little-endian integers in byte buffers (every on-disk and on-wire format of ours). */
+static inline void tern_le_put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void tern_le_put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint32_t tern_le_get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t tern_le_get_u64(const uint8_t *p)
+{
+    return (uint64_t)tern_le_get_u32(p) | (uint64_t)tern_le_get_u32(p + 4) << 32;
+}
+
 #endif

@@ -30,20 +30,6 @@
 
 /* ---------------- envelope ---------------- */
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 static bool envelope_valid(const uint8_t *entry, size_t len)
 {
     if (len < GROUP_ENVELOPE_BYTES || len > GROUP_ENTRY_BYTES_MAX) return false;
@@ -120,8 +106,8 @@ static bool assign_lane(node_group *g, group_pending *p)
         p->seq = lane->next_seq++;
         p->assigned = true;
         *slot = p;
-        put_u64(p->entry + 8, g->client_base + l);
-        put_u64(p->entry + 16, p->seq);
+        tern_le_put_u64(p->entry + 8, g->client_base + l);
+        tern_le_put_u64(p->entry + 16, p->seq);
         g->lane_cursor = l + 1;
         return true;
     }
@@ -882,8 +868,8 @@ static void on_forward_propose(node_group *g, uint64_t peer, const node_groupwir
         node_log(NODE_LOG_WARN, COMPONENT, "malformed forwarded proposal from %" PRIu64, peer);
         return;
     }
-    r.client_id = get_u64(m->entry + 8);
-    r.seq = get_u64(m->entry + 16);
+    r.client_id = tern_le_get_u64(m->entry + 8);
+    r.seq = tern_le_get_u64(m->entry + 16);
     if (g->role != RAFT_LEADER || g->failed) {
         r.status = g->failed ? TERN_EFAILED : TERN_EUNAVAIL;
     } else {

@@ -48,28 +48,6 @@ static void put_u16(uint8_t *p, uint16_t v)
     p[1] = (uint8_t)(v >> 8);
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
 /* ---------------- files ---------------- */
 
 static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -115,29 +93,30 @@ int group__meta_load(const char *raft_dir, raft_snapshot_meta *out, char *errmsg
     uint8_t buf[28 + RAFT_CONF_ENCODED_MAX + 4];
     size_t n = fread(buf, 1, sizeof buf, f);
     fclose(f);
-    uint32_t conf_len = n >= 28 ? get_u32(buf + 24) : 0;
-    if (n < 32 || get_u32(buf) != META_MAGIC || get_u32(buf + 4) != FORMAT_VERSION ||
-        conf_len > RAFT_CONF_ENCODED_MAX || n != 28 + conf_len + 4 ||
-        get_u32(buf + 28 + conf_len) != node_raftlog_crc32c(0, buf, 28 + conf_len) ||
+    uint32_t conf_len = n >= 28 ? tern_le_get_u32(buf + 24) : 0;
+    if (n < 32 || tern_le_get_u32(buf) != META_MAGIC ||
+        tern_le_get_u32(buf + 4) != FORMAT_VERSION || conf_len > RAFT_CONF_ENCODED_MAX ||
+        n != 28 + conf_len + 4 ||
+        tern_le_get_u32(buf + 28 + conf_len) != node_raftlog_crc32c(0, buf, 28 + conf_len) ||
         raft_conf_decode(buf + 28, conf_len, &out->conf) != 0) {
         tern_errmsg(errmsg, errmsg_len, "corrupt snapshot meta %s", path);
         return TERN_ECORRUPT;
     }
-    out->index = get_u64(buf + 8);
-    out->term = get_u64(buf + 16);
+    out->index = tern_le_get_u64(buf + 8);
+    out->term = tern_le_get_u64(buf + 16);
     return 0;
 }
 
 int group__meta_save(node_group *g, const raft_snapshot_meta *meta)
 {
     uint8_t buf[28 + RAFT_CONF_ENCODED_MAX + 4];
-    put_u32(buf, META_MAGIC);
-    put_u32(buf + 4, FORMAT_VERSION);
-    put_u64(buf + 8, meta->index);
-    put_u64(buf + 16, meta->term);
+    tern_le_put_u32(buf, META_MAGIC);
+    tern_le_put_u32(buf + 4, FORMAT_VERSION);
+    tern_le_put_u64(buf + 8, meta->index);
+    tern_le_put_u64(buf + 16, meta->term);
     size_t conf_len = raft_conf_encode(&meta->conf, buf + 28);
-    put_u32(buf + 24, (uint32_t)conf_len);
-    put_u32(buf + 28 + conf_len, node_raftlog_crc32c(0, buf, 28 + conf_len));
+    tern_le_put_u32(buf + 24, (uint32_t)conf_len);
+    tern_le_put_u32(buf + 28 + conf_len, node_raftlog_crc32c(0, buf, 28 + conf_len));
     size_t len = 28 + conf_len + 4;
     char path[1024], tmp[1024];
     snprintf(path, sizeof path, "%s/snapshot.meta", g->raft_dir);
@@ -301,9 +280,9 @@ static long stream_produce(node_group *g, group_send_stream *s, uint64_t offset,
         uint64_t pos = offset + done;
         size_t want = (size_t)(end - pos);
         if (pos < STREAM_HEADER) {
-            put_u32(hdr, STREAM_MAGIC);
-            put_u32(hdr + 4, FORMAT_VERSION);
-            put_u64(hdr + 8, s->index);
+            tern_le_put_u32(hdr, STREAM_MAGIC);
+            tern_le_put_u32(hdr + 4, FORMAT_VERSION);
+            tern_le_put_u64(hdr + 8, s->index);
             size_t n = TERN_MIN(want, (size_t)(STREAM_HEADER - pos));
             memcpy(buf + done, hdr + pos, n);
             done += n;
@@ -331,7 +310,7 @@ static long stream_produce(node_group *g, group_send_stream *s, uint64_t offset,
         if (pos < data_off) {
             put_u16(hdr, (uint16_t)name_len);
             memcpy(hdr + 2, f->name, name_len);
-            put_u64(hdr + 2 + name_len, f->size);
+            tern_le_put_u64(hdr + 2 + name_len, f->size);
             size_t n = TERN_MIN(want, (size_t)(data_off - pos));
             memcpy(buf + done, hdr + (pos - f->header_offset), n);
             done += n;
@@ -416,7 +395,7 @@ long group__stream_read(node_group *g, uint64_t index, uint64_t offset, void *bu
         int rc = crc_at(g, s, crc_field, &crc);
         if (rc != 0) return rc;
         uint8_t field[4];
-        put_u32(field, crc);
+        tern_le_put_u32(field, crc);
         size_t m = TERN_MIN(len - (size_t)n, (size_t)(s->total - pos));
         memcpy(out + n, field + (pos - crc_field), m);
         n += (long)m;
@@ -503,8 +482,9 @@ static int recv_parse(group_recv_stream *r, const uint8_t *p, size_t len)
         uint64_t size;
         switch (r->state) {
         case RS_HEADER:
-            if (get_u32(r->hdr) != STREAM_MAGIC || get_u32(r->hdr + 4) != FORMAT_VERSION ||
-                get_u64(r->hdr + 8) != r->index)
+            if (tern_le_get_u32(r->hdr) != STREAM_MAGIC ||
+                tern_le_get_u32(r->hdr + 4) != FORMAT_VERSION ||
+                tern_le_get_u64(r->hdr + 8) != r->index)
                 return TERN_EPARSE;
             r->state = RS_NAME_LEN;
             r->hdr_need = 2;
@@ -524,7 +504,7 @@ static int recv_parse(group_recv_stream *r, const uint8_t *p, size_t len)
             r->hdr_need = 8;
             break;
         case RS_SIZE:
-            size = get_u64(r->hdr);
+            size = tern_le_get_u64(r->hdr);
             r->file_left = size;
             r->state = RS_DATA;
             if (size == 0) {
@@ -535,7 +515,7 @@ static int recv_parse(group_recv_stream *r, const uint8_t *p, size_t len)
             }
             break;
         case RS_CRC:
-            if (get_u32(r->hdr) != r->crc) return TERN_ECORRUPT;
+            if (tern_le_get_u32(r->hdr) != r->crc) return TERN_ECORRUPT;
             r->state = RS_END;
             break;
         }

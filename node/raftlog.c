@@ -58,34 +58,6 @@ struct node_raftlog {
 
 /* ---------------- encoding ---------------- */
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 typedef struct {
     uint32_t crc, len, type, reserved;
     uint64_t index, term;
@@ -93,12 +65,12 @@ typedef struct {
 
 static void header_decode(const uint8_t *p, record_header *h)
 {
-    h->crc = get_u32(p);
-    h->len = get_u32(p + 4);
-    h->type = get_u32(p + 8);
-    h->reserved = get_u32(p + 12);
-    h->index = get_u64(p + 16);
-    h->term = get_u64(p + 24);
+    h->crc = tern_le_get_u32(p);
+    h->len = tern_le_get_u32(p + 4);
+    h->type = tern_le_get_u32(p + 8);
+    h->reserved = tern_le_get_u32(p + 12);
+    h->index = tern_le_get_u64(p + 16);
+    h->term = tern_le_get_u64(p + 24);
 }
 
 static uint32_t record_crc(const uint8_t *hdr, const uint8_t *payload, size_t len)
@@ -108,13 +80,13 @@ static uint32_t record_crc(const uint8_t *hdr, const uint8_t *payload, size_t le
 
 static void record_encode(uint8_t *p, const node_raftlog_entry *e)
 {
-    put_u32(p + 4, (uint32_t)e->len);
-    put_u32(p + 8, e->type);
-    put_u32(p + 12, 0);
-    put_u64(p + 16, e->index);
-    put_u64(p + 24, e->term);
+    tern_le_put_u32(p + 4, (uint32_t)e->len);
+    tern_le_put_u32(p + 8, e->type);
+    tern_le_put_u32(p + 12, 0);
+    tern_le_put_u64(p + 16, e->index);
+    tern_le_put_u64(p + 24, e->term);
     if (e->len > 0) memcpy(p + HDR_BYTES, e->data, e->len);
-    put_u32(p, record_crc(p, p + HDR_BYTES, e->len));
+    tern_le_put_u32(p, record_crc(p, p + HDR_BYTES, e->len));
 }
 
 /* ---------------- system calls (through the test hooks) ---------------- */
@@ -506,16 +478,17 @@ static int hard_state_load(node_raftlog *log, recovery *rc)
         rv = io_error(rc, log, "read", HARD_STATE_NAME, err);
     else if (n != HARD_STATE_BYTES)
         rv = corrupt(rc, log, HARD_STATE_NAME, 0, "hard state file has the wrong size");
-    else if (get_u32(buf) != HARD_STATE_MAGIC || get_u32(buf + 4) != HARD_STATE_VERSION)
+    else if (tern_le_get_u32(buf) != HARD_STATE_MAGIC ||
+             tern_le_get_u32(buf + 4) != HARD_STATE_VERSION)
         rv = corrupt(rc, log, HARD_STATE_NAME, 0, "bad hard state magic or version");
-    else if (node_raftlog_crc32c(0, buf, 32) != get_u32(buf + 32))
+    else if (node_raftlog_crc32c(0, buf, 32) != tern_le_get_u32(buf + 32))
         rv = corrupt(rc, log, HARD_STATE_NAME, 32, "hard state CRC32C mismatch");
     else if (log->io.fsync(log->io.ctx, fd, false) != 0)
         rv = io_error(rc, log, "fsync", HARD_STATE_NAME, errno);
     if (rv == 0) {
-        log->hard_state.term = get_u64(buf + 8);
-        log->hard_state.vote = get_u64(buf + 16);
-        log->hard_state.commit = get_u64(buf + 24);
+        log->hard_state.term = tern_le_get_u64(buf + 8);
+        log->hard_state.vote = tern_le_get_u64(buf + 16);
+        log->hard_state.commit = tern_le_get_u64(buf + 24);
     }
     close(fd);
     return rv;
@@ -967,12 +940,12 @@ int node_raftlog_hard_state_save(node_raftlog *log, const node_raftlog_hard_stat
     int rv = check_failed(log);
     if (rv) goto out;
     uint8_t buf[HARD_STATE_BYTES];
-    put_u32(buf, HARD_STATE_MAGIC);
-    put_u32(buf + 4, HARD_STATE_VERSION);
-    put_u64(buf + 8, hs->term);
-    put_u64(buf + 16, hs->vote);
-    put_u64(buf + 24, hs->commit);
-    put_u32(buf + 32, node_raftlog_crc32c(0, buf, 32));
+    tern_le_put_u32(buf, HARD_STATE_MAGIC);
+    tern_le_put_u32(buf + 4, HARD_STATE_VERSION);
+    tern_le_put_u64(buf + 8, hs->term);
+    tern_le_put_u64(buf + 16, hs->vote);
+    tern_le_put_u64(buf + 24, hs->commit);
+    tern_le_put_u32(buf + 32, node_raftlog_crc32c(0, buf, 32));
     int fd = openat(log->dir_fd, HARD_STATE_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         rv = fail(log, errno, "create", HARD_STATE_TMP);

@@ -25,20 +25,6 @@
 /* Bytes of puts gathered before an install writes a batch. */
 #define INSTALL_BATCH_BYTES (8u << 20)
 
-static void put_u64le(uint8_t *p, uint64_t v)
-{
-    for (int k = 0; k < 8; k++)
-        p[k] = (uint8_t)(v >> (8 * k));
-}
-
-static uint64_t get_u64le(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int k = 0; k < 8; k++)
-        v |= (uint64_t)p[k] << (8 * k);
-    return v;
-}
-
 static size_t session_key(char *buf, uint64_t client_id)
 {
     size_t n = strlen(SESSION_PREFIX);
@@ -56,7 +42,7 @@ static void stamp_put(node_store *s, rocksdb_writebatch_t *b, uint64_t index, ui
                       const void *session, size_t session_len)
 {
     uint8_t le[8];
-    put_u64le(le, index);
+    tern_le_put_u64(le, index);
     rocksdb_writebatch_put_cf(b, s->cf[NODE__CF_META], APPLIED_KEY, strlen(APPLIED_KEY),
                               (const char *)le, 8);
     if (session != NULL) {
@@ -108,7 +94,7 @@ int node_store_applied_get(node_store *s, uint64_t *index)
         node__errmsg_set("raft/applied record is corrupt (%zu bytes)", n);
         return TERN_ECORRUPT;
     }
-    *index = get_u64le((const uint8_t *)v);
+    *index = tern_le_get_u64((const uint8_t *)v);
     rocksdb_free(v);
     return 0;
 }

@@ -36,20 +36,6 @@
  */
 #define CONF_VERSION 1
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int k = 0; k < 8; k++)
-        p[k] = (uint8_t)(v >> (8 * k));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int k = 0; k < 8; k++)
-        v |= (uint64_t)p[k] << (8 * k);
-    return v;
-}
-
 size_t raft_conf_encode(const raft_conf *c, uint8_t *buf)
 {
     RAFT_ASSERT(c->count <= RAFT_MEMBERS_MAX);
@@ -62,7 +48,7 @@ size_t raft_conf_encode(const raft_conf *c, uint8_t *buf)
         const raft_member *m = &c->members[k];
         size_t alen = strnlen(m->address, RAFT_ADDRESS_MAX - 1);
         memset(p, 0, 16);
-        put_u64(p, m->id);
+        tern_le_put_u64(p, m->id);
         p[8] = (uint8_t)m->role;
         p[9] = (uint8_t)alen;
         memcpy(p + 16, m->address, alen);
@@ -81,7 +67,7 @@ int raft_conf_decode(const void *data, size_t len, raft_conf *out)
     for (size_t k = 0; k < count; k++) {
         if (end - p < 16) return TERN_EPARSE;
         raft_member *m = &out->members[k];
-        m->id = get_u64(p);
+        m->id = tern_le_get_u64(p);
         if (m->id == 0 || p[8] > RAFT_MEMBER_LEARNER || p[9] >= RAFT_ADDRESS_MAX)
             return TERN_EPARSE;
         m->role = (raft_member_role)p[8];
