@@ -1,10 +1,215 @@
-/* placement: the pure placement engine and cost model (no I/O, no clock); built out in issue 4. */
+/* placement: the pure placement engine and cost model (no I/O, no clock, no global state). */
 #ifndef TERN_PLACEMENT_H
 #define TERN_PLACEMENT_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+/*
+ * Everything here is pure: time is an argument (ms), randomness comes from a
+ * seeded generator inside each object, no function does I/O, and the same
+ * inputs and seed give the same outputs. Errors are negative TERN_E* codes
+ * (common/common.h). Regions are indexes 0..region_count-1 into the
+ * topology; a set of regions is a bitmask (bit r = region r).
+ *
+ * Two users: node/ (issue 5) feeds live accesses into an engine and applies
+ * its decisions; ternctl sim replays a trace through an engine (or a
+ * baseline, or the oracle) and prices the outcome with the cost model.
+ */
 
 /* The module's version of its persistent formats; bumped when they change. */
 uint32_t plc_format_version(void);
+
+#define PLC_REGIONS_MAX     8
+#define PLC_REGION_NAME_MAX 32
+
+typedef uint32_t plc_mask; /* bit r set = region r */
+
+/* ====================================================================== topology, policies */
+
+typedef struct plc_topology {
+    size_t region_count; /* 1..PLC_REGIONS_MAX */
+    char names[PLC_REGIONS_MAX][PLC_REGION_NAME_MAX];
+    double storage_usd_per_gb_month[PLC_REGIONS_MAX];
+    double egress_usd_per_gb[PLC_REGIONS_MAX][PLC_REGIONS_MAX]; /* [from][to]; 0 on the diagonal */
+    double rtt_ms[PLC_REGIONS_MAX][PLC_REGIONS_MAX];
+    double bandwidth_mb_per_s; /* per remote transfer, for read latency; 0: 100 MB/s */
+} plc_topology;
+
+/* A bucket's durability and residency policy. */
+typedef struct plc_bucket_policy {
+    uint32_t min_regions; /* holders once the RPO window after a write has passed (>= 1) */
+    plc_mask allowed;     /* regions that may hold a replica (0 = all) */
+    plc_mask pinned;      /* regions that always hold one (subset of allowed) */
+    uint32_t rpo_seconds; /* the window after a PUT in which fewer holders are allowed */
+} plc_bucket_policy;
+
+/* Checks a policy against a topology: TERN_EINVAL with the reason in errmsg (pinned outside
+ * allowed, min_regions above the allowed count, regions out of range). */
+int plc_policy_check(const plc_topology *t, const plc_bucket_policy *p, char *errmsg,
+                     size_t errmsg_len);
+
+/* ====================================================================== events */
+
+typedef enum plc_op {
+    PLC_GET = 1,
+    PLC_PUT,
+    PLC_DELETE,
+} plc_op;
+
+typedef struct plc_event {
+    int64_t ts_ms;
+    uint32_t region; /* where the request arrived */
+    plc_op op;
+    const char *bucket;
+    const char *key;
+    uint64_t bytes; /* object size (PUT: the new size; GET: bytes read) */
+} plc_event;
+
+/* ====================================================================== the engine */
+
+typedef enum plc_algo {
+    PLC_ALGO_THOMPSON = 0, /* Thompson sampling over Gamma-Poisson demand posteriors */
+    PLC_ALGO_UCB,          /* upper confidence bound on the same posteriors */
+    PLC_ALGO_EPSILON,      /* epsilon-greedy on the posterior means */
+} plc_algo;
+
+typedef struct plc_config {
+    plc_algo algo;
+    uint64_t seed;
+    double half_life_hours;   /* exponential forgetting of demand; 0: 24 */
+    double horizon_hours;     /* savings and costs are compared over this; 0: 24*7 */
+    double hysteresis;        /* a replica is added when saving > (1+h) x cost and dropped
+                                 when saving < cost / (1+h); 0: 0.25 */
+    double epsilon;           /* PLC_ALGO_EPSILON; 0: 0.1 */
+    double ucb_c;             /* PLC_ALGO_UCB exploration weight; 0: 1 */
+    double prior_strength;    /* pseudo-observations borrowed from the prefix prior; 0: 2 */
+    size_t tracked_pairs_max; /* (object, region) pairs tracked before cold objects fall
+                                 back to their prefix's summary; 0: 1,000,000 */
+} plc_config;
+
+typedef struct plc_engine plc_engine;
+
+/* Copies topology and config. TERN_EINVAL (errmsg says why) or TERN_ENOMEM. */
+int plc_engine_new(const plc_topology *t, const plc_config *c, plc_engine **out, char *errmsg,
+                   size_t errmsg_len);
+void plc_engine_free(plc_engine *e);
+
+/* Sets the policy of bucket ("*" = the default for buckets without one). TERN_EINVAL. */
+int plc_engine_set_policy(plc_engine *e, const char *bucket, const plc_bucket_policy *p);
+
+/* What an event did to its object's target replica set. */
+typedef struct plc_decision {
+    plc_mask before; /* holders before the event (0 for a new object) */
+    plc_mask after;  /* the target set after it (0 after a DELETE) */
+    uint32_t source; /* GET from a remote region: the holder chosen to serve it */
+    bool remote;     /* GET: the reading region held no replica */
+} plc_decision;
+
+/*
+ * Feeds one event (events must come in non-decreasing ts_ms). Updates the
+ * object's and its prefix's demand estimates, then decides the target set:
+ * a PUT's set starts from the origin (if allowed) plus whatever the model
+ * wants, a GET may add the reading region, and any event may drop replicas
+ * whose value fell below their cost. Hard constraints always hold in `after`
+ * once the object's RPO window after its last PUT has passed: at least
+ * min_regions holders, only allowed regions, every pinned region.
+ * TERN_EINVAL for a bad event (unknown region or op), TERN_ENOMEM.
+ */
+int plc_engine_observe(plc_engine *e, const plc_event *ev, plc_decision *out);
+
+/*
+ * Re-evaluates tracked objects at now_ms (drops replicas whose demand decayed,
+ * applies RPO windows that have passed), at most max_objects per call, from a
+ * cursor that wraps around. Calls changed(ctx, bucket, key, before, after)
+ * for each object whose set changed. Returns the number of objects visited.
+ */
+size_t plc_engine_tick(plc_engine *e, int64_t now_ms, size_t max_objects,
+                       void (*changed)(void *ctx, const char *bucket, const char *key,
+                                       plc_mask before, plc_mask after),
+                       void *ctx);
+
+/* Why an object is where it is. */
+typedef enum plc_reason {
+    PLC_REASON_NONE = 0,    /* not held */
+    PLC_REASON_DEMAND,      /* held because expected saving beats its cost */
+    PLC_REASON_PINNED,      /* bucket policy pins this region */
+    PLC_REASON_MIN_REGIONS, /* kept (cheapest) to satisfy min_regions */
+    PLC_REASON_ORIGIN,      /* the last write arrived here (within the RPO window) */
+    PLC_REASON_NOT_ALLOWED, /* residency forbids this region */
+} plc_reason;
+
+typedef struct plc_region_explanation {
+    bool held;
+    plc_reason reason;
+    double reads_per_day;        /* posterior mean demand */
+    double reads_per_day_stddev; /* its uncertainty */
+    double saving_usd;           /* egress a replica here is expected to save over the horizon */
+    double storage_usd;          /* what it costs to hold over the horizon */
+    double transfer_usd;         /* amortized cost of creating it */
+} plc_region_explanation;
+
+typedef struct plc_explanation {
+    plc_mask holders;
+    uint64_t bytes;
+    bool from_prefix_prior; /* the object is cold: figures come from its prefix's summary */
+    plc_region_explanation regions[PLC_REGIONS_MAX];
+} plc_explanation;
+
+/* TERN_ENOTFOUND for an object the engine does not know. */
+int plc_engine_explain(const plc_engine *e, const char *bucket, const char *key, int64_t now_ms,
+                       plc_explanation *out);
+
+/*
+ * Source selection (a second bandit): which holder serves a remote read from
+ * region `reader`, learning observed latency and throughput per region pair
+ * (plc_engine_observe_transfer) against price. Deterministic for a seed.
+ */
+uint32_t plc_engine_choose_source(plc_engine *e, uint32_t reader, plc_mask holders);
+void plc_engine_observe_transfer(plc_engine *e, uint32_t from, uint32_t to, uint64_t bytes,
+                                 double latency_ms);
+
+typedef struct plc_engine_stats {
+    size_t objects_tracked;
+    size_t pairs_tracked; /* (object, region) pairs with their own estimate */
+    size_t memory_bytes;  /* everything the engine allocated */
+    uint64_t events;
+    uint64_t replicas_added;
+    uint64_t replicas_dropped;
+} plc_engine_stats;
+void plc_engine_stats_get(const plc_engine *e, plc_engine_stats *out);
+
+/* ====================================================================== cost model */
+
+/*
+ * The cost model (docs/placement.md has it with worked examples):
+ *   - a GET served in a region holding a replica is free; a remote GET costs
+ *     bytes x egress[source][reader] and takes rtt[source][reader] + bytes /
+ *     bandwidth;
+ *   - a replica costs storage[r] x bytes x time held (GB = 10^9 bytes, month
+ *     = 30 days) until the object is deleted or overwritten or the trace ends;
+ *   - creating a replica in r costs bytes x egress[source][r] from the holder
+ *     it is copied from;
+ *   - a PUT arriving in region o ships from o to every other member of the
+ *     new replica set (bytes x egress[o][m]); the origin itself holds a
+ *     replica only if it is in the set.
+ */
+#define PLC_BYTES_PER_GB 1e9
+#define PLC_MS_PER_MONTH (30.0 * 24 * 3600 * 1000)
+
+typedef struct plc_costs {
+    double egress_usd; /* remote reads */
+    double storage_usd;
+    double transfer_usd;     /* replica creation and PUT shipping */
+    uint64_t egress_bytes;   /* remote-read bytes */
+    uint64_t transfer_bytes; /* replication bytes */
+    uint64_t reads;
+    uint64_t local_reads;
+    uint64_t constraint_violations;
+} plc_costs;
+
+/* The cheapest holder in `holders` to copy or read from into region `to` (price, then RTT). */
+uint32_t plc_cheapest_source(const plc_topology *t, plc_mask holders, uint32_t to);
 
 #endif
