@@ -12,6 +12,7 @@
 #include "common.h"
 #include "ops.h"
 #include "ternctl_internal.h"
+#include "ternctl_sim.h"
 
 #define DEFAULT_ENDPOINT     "http://127.0.0.1:9000"
 #define DEFAULT_TIMEOUT_SECS 10.0
@@ -32,6 +33,7 @@ static void print_usage(FILE *f)
             "  status        show the node's identity, uptime and storage statistics\n"
             "                (GET /_tern/status)\n"
             "%s"
+            "%s"
             "  help          show this help\n"
             "\n"
             "Options:\n"
@@ -43,7 +45,7 @@ static void print_usage(FILE *f)
             "  -h, --help            show this help\n"
             "\n"
             "Exit status: 0 success, 1 the command failed, 2 usage error.\n",
-            ops__cluster_usage, DEFAULT_ENDPOINT);
+            ops__cluster_usage, ops__sim_usage, DEFAULT_ENDPOINT);
 }
 
 int ops__usage_error(const ops__options *o, const char *fmt, ...)
@@ -552,9 +554,57 @@ static int run_command(ops__options *o, int argc, char **argv)
     return rc;
 }
 
+/*
+ * "sim" runs locally (no node, no credentials) and has options of its own, so it is found
+ * before the node options are parsed: it may follow only -o/--output, which it inherits.
+ * Returns its index in argv, or 0.
+ */
+static int find_sim_command(int argc, char **argv)
+{
+    int i = 1;
+    while (i < argc) {
+        if (strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0)
+            i += 2;
+        else if (strncmp(argv[i], "--output=", 9) == 0 || (strncmp(argv[i], "-o", 2) == 0 && argv[i][2]))
+            i++;
+        else
+            break;
+    }
+    return i < argc && strcmp(argv[i], "sim") == 0 ? i : 0;
+}
+
+/* "ternctl [-o F] sim ARGS" as "sim [-o F] ARGS" for the sim parser. */
+static int run_sim(ops__options *o, int argc, char **argv, int at)
+{
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    if (args == NULL) {
+        fprintf(o->err, "ternctl: out of memory\n");
+        return EXIT_FAILED;
+    }
+    int n = 0;
+    args[n++] = "ternctl sim";
+    bool sub = at + 1 < argc && (strcmp(argv[at + 1], "gen") == 0 ||
+                                 strcmp(argv[at + 1], "convert-wc98") == 0);
+    if (sub) args[n++] = argv[at + 1];
+    for (int i = 1; i < at; i++)
+        args[n++] = argv[i];
+    for (int i = at + 1 + sub; i < argc; i++)
+        args[n++] = argv[i];
+    int rc = ops__sim_main(o, n, args);
+    free(args);
+    return rc;
+}
+
 int ops_main(int argc, char **argv, FILE *out, FILE *err)
 {
     ops__options o = {.out = out, .err = err};
+    int sim_at = find_sim_command(argc, argv);
+    if (sim_at > 0) {
+        int rc = run_sim(&o, argc, argv, sim_at);
+        fflush(out);
+        fflush(err);
+        return rc == EXIT_HELP ? EXIT_OK : rc;
+    }
     int rc = parse_options(&o, argc, argv);
     if (rc == EXIT_OK) rc = run_command(&o, argc, argv);
     if (rc == EXIT_HELP) rc = EXIT_OK;

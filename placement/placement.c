@@ -1,4 +1,4 @@
-/* placement: placeholder translation unit until the engine lands (issue 4). */
+/* placement: the module version (the engine, cost model and simulator live in the other files). */
 #include "placement.h"
 
 uint32_t plc_format_version(void)

@@ -212,4 +212,187 @@ typedef struct plc_costs {
 /* The cheapest holder in `holders` to copy or read from into region `to` (price, then RTT). */
 uint32_t plc_cheapest_source(const plc_topology *t, plc_mask holders, uint32_t to);
 
+
+/* ====================================================================== simulator (ledger, baselines, oracle) */
+
+/*
+ * The simulator replays a trace through a policy and prices the outcome with
+ * the cost model above (docs/placement.md, "The simulator"). Everything is
+ * pure like the engine: ternctl (ops/) parses files, interns objects and
+ * prints; these functions only compute. Objects are interned to indexes so a
+ * trace of 10^6 events does not hash strings per event.
+ *
+ * Pricing rules the ledger applies at each step of an object (an event, or a
+ * change between events such as an eviction, a tick or an RPO deadline):
+ *   - storage of the set held since the object's previous step accrues
+ *     (storage[r] x bytes x time, GB = 10^9 bytes, month = 30 days);
+ *   - GET in region r with holders B before the step, new set A, transient
+ *     set T (A | B unless the caller says otherwise): the new regions of T are
+ *     copied from B, priced by plc_relay_usd_per_byte (bytes x egress from the
+ *     cheapest holder, possibly relaying through another allowed region when
+ *     that is cheaper, as a replicator may); the read is local and free if r is
+ *     in B, "filled" (already paid as the copy into r) if r is in T, and else a
+ *     remote read of bytes x egress from the cheapest holder in T;
+ *   - PUT at o: the old version's storage ends; the bytes are shipped from o
+ *     to the other members of the new set (the same relay pricing from {o});
+ *   - DELETE: the storage ends; a GET of an object that does not exist (never
+ *     written, or deleted) is a miss and costs nothing;
+ *   - the trace end stops every replica's storage.
+ * Constraint violations are counted, once per violated rule, after every step
+ * of an object and at every RPO deadline: a holder outside allowed (always),
+ * and, once the RPO window after the object's last PUT has passed (ts >=
+ * put_ts + rpo_seconds x 1000), fewer than min_regions holders or a pinned
+ * region missing.
+ */
+
+/* An object of a trace: its bucket's policy is policies[policy]. */
+typedef struct plc_sim_object {
+    const char *bucket;
+    const char *key;
+    uint32_t policy;
+} plc_sim_object;
+
+typedef struct plc_sim_event {
+    int64_t ts_ms;
+    uint32_t object; /* index into the trace's objects */
+    uint32_t region;
+    plc_op op;
+    uint64_t bytes; /* PUT: the new size; GET: bytes read */
+} plc_sim_event;
+
+typedef struct plc_sim_trace {
+    const plc_sim_event *events; /* non-decreasing ts_ms */
+    size_t event_count;
+    const plc_sim_object *objects;
+    size_t object_count;
+    const plc_bucket_policy *policies; /* each checked with plc_policy_check by the caller */
+    size_t policy_count;
+    int64_t end_ms; /* storage accrues until here (>= the last event's ts_ms) */
+} plc_sim_trace;
+
+/* What a replay cost and how reads fared. */
+typedef struct plc_sim_result {
+    plc_costs costs;
+    double total_usd; /* egress + storage + transfer */
+    double local_read_ratio;      /* reads served by a holder in the reading region */
+    double read_latency_ms_p50;   /* local reads count as 0 ms */
+    double read_latency_ms_p99;
+    uint64_t events;
+    uint64_t missed_reads; /* GETs of objects that did not exist (not in reads) */
+} plc_sim_result;
+
+/*
+ * Cost per byte of turning holder set `from` into a superset `to` at one
+ * instant: each new region is copied from a holder present at that moment,
+ * and regions of `allowed` may serve as relays (held for no time). Equal to
+ * the sum of the direct cheapest-holder prices when egress prices obey the
+ * triangle inequality. INFINITY if `to` is not within from | allowed.
+ */
+typedef struct plc_relay_table plc_relay_table;
+int plc_relay_table_new(const plc_topology *t, plc_mask allowed, plc_relay_table **out);
+void plc_relay_table_free(plc_relay_table *rt);
+double plc_relay_usd_per_byte(const plc_relay_table *rt, plc_mask from, plc_mask to);
+
+/* ---------------------------------------------------------------- the ledger */
+
+typedef struct plc_ledger plc_ledger;
+
+/* The ledger keeps a pointer to trace (it must outlive the ledger). TERN_EINVAL, TERN_ENOMEM. */
+int plc_ledger_new(const plc_topology *t, const plc_sim_trace *trace, plc_ledger **out);
+void plc_ledger_free(plc_ledger *l);
+
+/*
+ * One step of an object at ts_ms (non-decreasing over calls): the event ev
+ * (NULL for a change between events), the transient set `through` (0: after
+ * | before) and the set `after` it leaves. A DELETE's after must be 0.
+ * TERN_EINVAL for time going backwards or a bad object or region.
+ */
+int plc_ledger_step(plc_ledger *l, int64_t ts_ms, uint32_t object, const plc_sim_event *ev,
+                    plc_mask through, plc_mask after);
+/* The object's holders now (0 if it does not exist). */
+plc_mask plc_ledger_holders(const plc_ledger *l, uint32_t object);
+/* Everything incurred up to ts_ms, including storage accrued but not yet booked. */
+double plc_ledger_total_usd_at(const plc_ledger *l, int64_t ts_ms);
+/* Ends every replica at the trace's end_ms, checks the last RPO deadlines, fills out. */
+void plc_ledger_finish(plc_ledger *l, plc_sim_result *out);
+
+/* ---------------------------------------------------------------- baselines */
+
+typedef enum plc_sim_policy {
+    PLC_SIM_BANDIT = 0, /* the engine with PLC_ALGO_THOMPSON */
+    PLC_SIM_FULL,       /* every allowed region */
+    PLC_SIM_HOME,       /* the origin, plus what the constraints force */
+    PLC_SIM_STATIC_K,   /* the origin plus the k-1 allowed regions cheapest to store in */
+    PLC_SIM_LRU_CACHE,  /* home, plus a per-region LRU cache filled on remote reads */
+    PLC_SIM_COUNTING,   /* home, plus regions whose windowed access count passes a threshold */
+    PLC_SIM_EPSILON,    /* the engine with PLC_ALGO_EPSILON */
+    PLC_SIM_ORACLE,     /* the hindsight optimum (dynamic programming per object) */
+    PLC_SIM_POLICY_COUNT
+} plc_sim_policy;
+
+/* "bandit", "full", ...; NULL out of range. */
+const char *plc_sim_policy_name(plc_sim_policy p);
+/* TERN_EINVAL for an unknown name. */
+int plc_sim_policy_parse(const char *name, plc_sim_policy *out);
+
+typedef struct plc_sim_options {
+    plc_sim_policy policy;
+    uint64_t seed;
+    uint32_t static_k;            /* 0: max(min_regions, 2) per bucket */
+    uint64_t lru_capacity_bytes;  /* per region; 0: a quarter of the trace's distinct bytes */
+    int64_t counting_window_ms;   /* 0: one hour */
+    uint32_t counting_add;        /* add at this many reads in the window; 0: 2 */
+    uint32_t counting_drop;       /* drop below this many; 0: 1 */
+    int64_t tick_interval_ms;     /* engine policies: plc_engine_tick cadence; 0: 1000 */
+    /* Optional: called every sample_interval_ms of trace time with the cost so far. */
+    void (*sample)(void *ctx, int64_t ts_ms, double total_usd);
+    int64_t sample_interval_ms;
+    /* Optional: called every 65536 events with the count done. */
+    void (*progress)(void *ctx, size_t done, size_t total);
+    void *ctx;
+} plc_sim_options;
+
+/* The set a baseline gives an object right after a PUT in region origin (or the constraint
+ * holders alone when origin is not allowed): exposed for tests and the docs' examples. */
+plc_mask plc_sim_base_set(const plc_topology *t, const plc_bucket_policy *p, uint32_t origin,
+                          uint32_t k);
+
+/* ---------------------------------------------------------------- oracle */
+
+/*
+ * The hindsight optimum, exact per object (docs/placement.md, "The oracle"):
+ * through[i] and after[i] for every event i, and the changes it makes at RPO
+ * deadlines between events (ts order). Costs 3^a + a 2^a per step of an
+ * object, a = the bucket's allowed region count, and 2^(a+1) bytes per step
+ * of the object being solved.
+ */
+typedef struct plc_oracle_change {
+    int64_t ts_ms;
+    uint32_t object;
+    plc_mask through;
+    plc_mask after;
+} plc_oracle_change;
+
+typedef struct plc_oracle_plan {
+    plc_mask *through; /* event_count entries */
+    plc_mask *after;
+    plc_oracle_change *changes;
+    size_t change_count;
+    double total_usd; /* the optimum's cost as the DP computed it */
+} plc_oracle_plan;
+
+int plc_oracle_solve(const plc_topology *t, const plc_sim_trace *trace, plc_oracle_plan *out,
+                     char *errmsg, size_t errmsg_len);
+void plc_oracle_plan_free(plc_oracle_plan *plan);
+
+/* ---------------------------------------------------------------- the replay */
+
+/*
+ * Replays trace through policy o->policy and prices it with a ledger.
+ * TERN_EINVAL (errmsg says why), TERN_ENOMEM, TERN_ENOTSUP for a policy this
+ * build lacks.
+ */
+int plc_sim_run(const plc_topology *t, const plc_sim_trace *trace, const plc_sim_options *o,
+                plc_sim_result *out, char *errmsg, size_t errmsg_len);
+
 #endif
