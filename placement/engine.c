@@ -1,4 +1,5 @@
-/* placement: the engine's lifecycle, event handling, placement decisions, ticks and explanations. */
+/* placement: the engine's lifecycle, event handling, placement decisions, ticks and explanations.
+ */
 #include <math.h>
 
 #include "placement_internal.h"
@@ -76,9 +77,8 @@ static int check_topology(const plc_topology *t, char *errmsg, size_t errmsg_len
         for (size_t q = 0; q < t->region_count; q++) {
             double eg = t->egress_usd_per_gb[r][q], rtt = t->rtt_ms[r][q];
             if (!(eg >= 0) || !isfinite(eg) || !(rtt >= 0) || !isfinite(rtt)) {
-                tern_errmsg(errmsg, errmsg_len,
-                            "%s -> %s: egress and rtt must be finite and >= 0", t->names[r],
-                            t->names[q]);
+                tern_errmsg(errmsg, errmsg_len, "%s -> %s: egress and rtt must be finite and >= 0",
+                            t->names[r], t->names[q]);
                 return TERN_EINVAL;
             }
         }
@@ -114,8 +114,14 @@ static int check_config(plc_config *c, char *errmsg, size_t errmsg_len)
         config_default(&c->hysteresis, 0.25, "hysteresis", false, errmsg, errmsg_len) ||
         config_default(&c->epsilon, 0.1, "epsilon", false, errmsg, errmsg_len) ||
         config_default(&c->ucb_c, 1, "ucb_c", false, errmsg, errmsg_len) ||
-        config_default(&c->prior_strength, 2, "prior_strength", false, errmsg, errmsg_len))
+        config_default(&c->prior_strength, 2, "prior_strength", false, errmsg, errmsg_len) ||
+        config_default(&c->prefetch_probability, 0.8, "prefetch_probability", false, errmsg,
+                       errmsg_len))
         return TERN_EINVAL;
+    if (c->prefetch_probability > 1) {
+        tern_errmsg(errmsg, errmsg_len, "config prefetch_probability must be in (0, 1]");
+        return TERN_EINVAL;
+    }
     if (c->epsilon > 1) {
         tern_errmsg(errmsg, errmsg_len, "config epsilon must be in [0, 1]");
         return TERN_EINVAL;
@@ -222,26 +228,23 @@ int plc_engine_set_policy(plc_engine *e, const char *bucket, const plc_bucket_po
 
 /* ---------------------------------------------------------------- decisions */
 
-typedef struct region_value {
-    double saving_usd, storage_usd, transfer_usd;
-} region_value;
+/*
+ * The economics of one object version, per GB (every term scales with the
+ * object's size, so decisions do not depend on it): its expected remaining
+ * life, each region's read rate (a posterior sample, an upper bound or the
+ * mean) and the weight of its future reads in the cost of a holder set.
+ */
+typedef struct outlook {
+    double life_days;                 /* expected time to the version's end (memoryless) */
+    double rate[PLC_REGIONS_MAX];     /* reads per day */
+    double sd[PLC_REGIONS_MAX];       /* the posterior's standard deviation of the rate */
+    double weight[PLC_REGIONS_MAX];   /* copies (allowed) or reads (not allowed) a non-holder
+                                         is expected to pull from the nearest holder */
+    double stor_day[PLC_REGIONS_MAX]; /* $/GB-day of storage */
+    plc_mask allowed;
+} outlook;
 
-/* What a replica in r is worth at read rate `rate`, copied from the cheapest of `others`. */
-static region_value value_of(const plc_engine *e, uint32_t r, plc_mask others, double rate,
-                             double gb)
-{
-    region_value v = {0, 0, 0};
-    double T = e->horizon_days;
-    v.storage_usd = e->t.storage_usd_per_gb_month[r] * gb * T / 30;
-    if (!others) return v;
-    uint32_t src = plc_cheapest_source(&e->t, others, r);
-    double eg = e->t.egress_usd_per_gb[src][r];
-    v.saving_usd = rate * T * gb * eg;
-    v.transfer_usd = gb * eg;
-    return v;
-}
-
-/* The rate an add decision uses: a posterior sample, an upper bound, or mean-or-coin. */
+/* The rate a decision to add uses: a posterior sample, an upper bound, or mean-or-coin. */
 static double exploring_rate(plc_engine *e, double alpha, double beta, bool event)
 {
     switch (e->c.algo) {
@@ -253,11 +256,141 @@ static double exploring_rate(plc_engine *e, double alpha, double beta, bool even
         /* Random actions only on events: a sweep over every object would otherwise buy a
          * random replica for a tenth of them each time round. */
         if (event && plc__rng_uniform(&e->rng) < e->c.epsilon)
-            return plc__rng_uniform(&e->rng) < 0.5 ? INFINITY : 0;
+            return plc__rng_uniform(&e->rng) < 0.5 ? 1e9 : 0;
         return alpha / beta;
     }
     assert(!"unknown algo");
     return 0;
+}
+
+static void outlook_of(plc_engine *e, const plc__obj *o, uint32_t now_s, plc_mask allowed,
+                       bool explore, bool event, outlook *out)
+{
+    double alpha[PLC_REGIONS_MAX], ends, prior_w, share[PLC_REGIONS_MAX];
+    double beta = plc__posterior(e, o, now_s, alpha, &ends, &prior_w);
+    plc__prefix_first_shares(e, plc__prior_source(e, &e->prefixes[o->prefix]), share);
+    /* A version ends at the next overwrite or delete, or (the horizon) when the model should
+     * look again; both memoryless, so the remaining life is the same at every age. */
+    out->life_days = 1 / (ends / beta + 1 / e->horizon_days);
+    out->allowed = allowed;
+    for (uint32_t r = 0; r < e->t.region_count; r++) {
+        plc_mask bit = 1u << r;
+        double rate = explore ? exploring_rate(e, alpha[r], beta, event) : alpha[r] / beta;
+        double reads = rate * out->life_days;
+        out->rate[r] = rate;
+        out->sd[r] = sqrt(alpha[r]) / beta;
+        out->stor_day[r] = e->t.storage_usd_per_gb_month[r] / 30;
+        if (!(allowed & bit)) {
+            out->weight[r] = reads; /* outside allowed: every read is remote */
+        } else if (o->tracked & bit) {
+            /* An allowed region copies on its first read (a copy costs what the remote read
+             * would have), so it pulls the bytes once, with the probability of a read before
+             * the version ends: rate x life / (1 + rate x life) for an exponential life. */
+            out->weight[r] = reads / (1 + reads);
+        } else {
+            /* A region that never read the object: the share of the prefix's versions it
+             * reads, fading as the object's own history (with no read from here) outweighs
+             * the prior. A pooled rate would not do: popularity is heavy-tailed, and the mean
+             * rate of a prefix is its few hot objects' rate. */
+            out->weight[r] = share[r] * TERN_MIN(prior_w / beta, 1.0);
+        }
+    }
+}
+
+/* The cheapest egress into r from a member of set (INFINITY for an empty set). */
+static double egress_in(const plc_engine *e, plc_mask set, uint32_t r)
+{
+    double best = INFINITY;
+    for (uint32_t h = 0; h < e->t.region_count; h++)
+        if ((set & (1u << h)) && e->t.egress_usd_per_gb[h][r] < best)
+            best = e->t.egress_usd_per_gb[h][r];
+    return (set & (1u << r)) ? 0 : best;
+}
+
+/* $/GB the non-holders of set are expected to pull from it over the version's life. */
+static double pull_cost(const plc_engine *e, const outlook *ol, plc_mask set)
+{
+    double c = 0;
+    for (uint32_t r = 0; r < e->t.region_count; r++)
+        if (!(set & (1u << r)) && ol->weight[r] > 0) c += ol->weight[r] * egress_in(e, set, r);
+    return c;
+}
+
+/* $/GB of shipping a new version from origin to every member of set, each member copying from
+ * the cheapest region that already has the bytes (Prim's tree from the origin). */
+static double ship_cost(const plc_engine *e, uint32_t origin, plc_mask set)
+{
+    plc_mask have = 1u << origin, todo = set & ~have;
+    double c = 0;
+    while (todo) {
+        double best = INFINITY;
+        uint32_t pick = 0;
+        for (uint32_t r = 0; r < e->t.region_count; r++) {
+            if (!(todo & (1u << r))) continue;
+            double x = egress_in(e, have, r);
+            if (x < best) best = x, pick = r;
+        }
+        c += best;
+        have |= 1u << pick;
+        todo &= ~(1u << pick);
+    }
+    return c;
+}
+
+static double storage_cost(const plc_engine *e, const outlook *ol, plc_mask set)
+{
+    double c = 0;
+    for (uint32_t r = 0; r < e->t.region_count; r++)
+        if (set & (1u << r)) c += ol->stor_day[r] * ol->life_days;
+    return c;
+}
+
+/*
+ * What holding r (in set) is worth over the version's life, per GB: its own future reads
+ * served locally, and the cheaper pulls its copy gives the other non-holders.
+ */
+static double keep_value(const plc_engine *e, const outlook *ol, plc_mask set, uint32_t r)
+{
+    plc_mask without = set & ~(1u << r);
+    double own = ol->rate[r] * ol->life_days * egress_in(e, without, r);
+    double others = pull_cost(e, ol, without) - ol->weight[r] * egress_in(e, without, r) -
+                    pull_cost(e, ol, set);
+    return own + others;
+}
+
+/*
+ * A new version from origin: the holder set with the least expected cost (shipping now,
+ * storage, and the pulls of the regions that will read it), grown greedily from what the
+ * policy forces until min_regions are met and no further region pays for itself.
+ */
+static plc_mask choose_put_set(const plc_engine *e, const outlook *ol, uint32_t origin,
+                               plc_mask forced, uint32_t need)
+{
+    plc_mask set = forced;
+    double cost = ship_cost(e, origin, set) + storage_cost(e, ol, set) + pull_cost(e, ol, set);
+    for (;;) {
+        double best = INFINITY;
+        plc_mask pick = 0;
+        for (uint32_t r = 0; r < e->t.region_count; r++) {
+            plc_mask bit = 1u << r;
+            if (!(ol->allowed & bit) || (set & bit)) continue;
+            plc_mask s = set | bit;
+            double c = ship_cost(e, origin, s) + storage_cost(e, ol, s) + pull_cost(e, ol, s);
+            /* Ties go to the cheaper store, so a cold object's min_regions are the cheapest. */
+            if (c < best ||
+                (c == best && pick && ol->stor_day[r] < ol->stor_day[__builtin_ctz(pick)]))
+                best = c, pick = bit;
+        }
+        if (!pick) break;
+        if ((uint32_t)plc__popcount(set) >= need && !(best < cost)) break;
+        set |= pick;
+        cost = best;
+    }
+    /* A copy shipped now costs about what the first read would pay to pull it later, so a
+     * region almost sure to read the version gets it now: its first read is local too. */
+    for (uint32_t r = 0; r < e->t.region_count; r++)
+        if ((ol->allowed & (1u << r)) && ol->weight[r] >= e->c.prefetch_probability) set |= 1u << r;
+    return set;
 }
 
 /* Adds holders until `need`: current holders first (no copy), then the cheapest to store. */
@@ -274,13 +407,22 @@ static plc_mask fill(const plc_engine *e, plc_mask set, plc_mask cur, plc_mask a
     return set;
 }
 
+typedef enum decision_kind {
+    DECIDE_PUT,  /* a new version arrived in `region` */
+    DECIDE_READ, /* `region` reads the object */
+    DECIDE_TICK, /* periodic review: drops and constraints */
+} decision_kind;
+
 /*
- * The target set of record oi at now (the engine's current time): regions in `candidates`
- * are re-evaluated, others keep their state. put_origin is the region of a PUT being
- * handled (PLC__NONE otherwise).
+ * The target set of record oi at now_s. Adds are decided on exploring rates
+ * (Thompson samples by default), drops on posterior means with hysteresis, so
+ * a lucky sample may add a replica once but only a real fall of demand removes
+ * it. Constraints come last and win: pinned regions, the origin of a PUT (and
+ * during its RPO window), never a region outside allowed, at least one holder,
+ * and min_regions.
  */
-static plc_mask decide(plc_engine *e, uint32_t oi, uint32_t now_s, uint32_t put_origin,
-                       plc_mask candidates, bool event)
+static plc_mask decide(plc_engine *e, uint32_t oi, uint32_t now_s, decision_kind kind,
+                       uint32_t region)
 {
     plc__obj *o = plc__rec(e, oi);
     const plc_bucket_policy *pol = plc__policy_of(e, &e->prefixes[o->prefix]);
@@ -288,34 +430,36 @@ static plc_mask decide(plc_engine *e, uint32_t oi, uint32_t now_s, uint32_t put_
     bool in_rpo = rpo_open(e, o, pol, e->last_ms);
     plc_mask cur = o->holders;
     plc_mask forced = pol->pinned & allowed;
-    if (put_origin != PLC__NONE)
-        forced |= (1u << put_origin) & allowed;
+    if (kind == DECIDE_PUT)
+        forced |= (1u << region) & allowed;
     else if (in_rpo)
         forced |= (1u << origin_of(o)) & allowed;
-    plc_mask set = (cur & allowed) | forced;
-
-    double alpha[PLC_REGIONS_MAX];
-    double beta = plc__posterior(e, o, now_s, alpha);
-    double gb = (double)plc__obj_bytes(o) / PLC_BYTES_PER_GB;
+    uint32_t need = TERN_MAX(pol->min_regions, 1u);
     double h = e->c.hysteresis;
-
-    plc_mask keep = cur & allowed & ~forced & candidates;
-    for (uint32_t r = 0; r < e->t.region_count; r++) {
-        if (!(keep & (1u << r))) continue;
-        plc_mask others = set & ~(1u << r);
-        if (!others) continue; /* the only copy stays */
-        region_value v = value_of(e, r, others, alpha[r] / beta, gb);
-        if (v.saving_usd < (v.storage_usd + v.transfer_usd) / (1 + h)) set = others;
+    outlook ol;
+    plc_mask set;
+    if (kind == DECIDE_PUT) {
+        outlook_of(e, o, now_s, allowed, true, true, &ol);
+        set = choose_put_set(e, &ol, region, forced, need);
+    } else if (kind == DECIDE_READ) {
+        set = (cur & allowed) | forced;
+        plc_mask bit = 1u << region;
+        if ((allowed & bit) && !(set & bit) && set) {
+            outlook_of(e, o, now_s, allowed, true, true, &ol);
+            double storage = ol.stor_day[region] * ol.life_days;
+            if (keep_value(e, &ol, set | bit, region) > (1 + h) * storage) set |= bit;
+        }
+    } else {
+        set = (cur & allowed) | forced;
+        outlook_of(e, o, now_s, allowed, false, false, &ol);
+        for (uint32_t r = 0; r < e->t.region_count; r++) {
+            plc_mask bit = 1u << r;
+            if (!(set & bit) || (forced & bit) || (uint32_t)plc__popcount(set) <= need) continue;
+            double storage = ol.stor_day[r] * ol.life_days;
+            if (keep_value(e, &ol, set, r) < storage / (1 + h)) set &= ~bit;
+        }
     }
-    if (!set) set = fill(e, set, cur, allowed, 1);
-    plc_mask add = allowed & ~set & candidates;
-    for (uint32_t r = 0; r < e->t.region_count; r++) {
-        if (!(add & (1u << r))) continue;
-        double rate = exploring_rate(e, alpha[r], beta, event);
-        region_value v = value_of(e, r, set, rate, gb);
-        if (v.saving_usd > (1 + h) * (v.storage_usd + v.transfer_usd)) set |= 1u << r;
-    }
-    set = fill(e, set, cur, allowed, in_rpo ? 1 : TERN_MAX(pol->min_regions, 1u));
+    set = fill(e, set, cur, allowed, TERN_MAX(need, 1u));
     assert((set & ~allowed) == 0 && (set & forced) == forced && set != 0);
     return set;
 }
@@ -339,7 +483,7 @@ static int count_read(plc_engine *e, uint32_t oi, uint32_t now_s, uint32_t regio
     } else {
         /* The region's first own read: its share of the prior becomes a stored shape. */
         double m[PLC_REGIONS_MAX];
-        plc__prefix_rates(e, plc__prior_source(e, &e->prefixes[o->prefix]), now_s, m);
+        plc__prefix_rates(e, plc__prior_source(e, &e->prefixes[o->prefix]), now_s, m, NULL);
         int rc = plc__obj_track(e, oi, region, (float)(m[region] * o->prior_w + 1));
         if (rc) return rc;
         o = plc__rec(e, oi);
@@ -347,6 +491,11 @@ static int count_read(plc_engine *e, uint32_t oi, uint32_t now_s, uint32_t regio
     plc__prefix *p = &e->prefixes[o->prefix];
     plc__prefix_read(e, p, now_s, region);
     if (p->parent != o->prefix) plc__prefix_read(e, &e->prefixes[p->parent], now_s, region);
+    if (!(o->seen & (1u << region)) && o->put_s != PLC__NO_PUT) {
+        o->seen |= (uint8_t)(1u << region);
+        plc__prefix_first(e, p, now_s, region);
+        if (p->parent != o->prefix) plc__prefix_first(e, &e->prefixes[p->parent], now_s, region);
+    }
     return 0;
 }
 
@@ -391,6 +540,9 @@ int plc_engine_observe(plc_engine *e, const plc_event *ev, plc_decision *out)
     out->source = ev->region;
     if (ev->op == PLC_DELETE) {
         if (oi == PLC__NONE) return 0;
+        plc__prefix *p = &e->prefixes[pi];
+        plc__prefix_end(e, p, now_s);
+        if (p->parent != pi) plc__prefix_end(e, &e->prefixes[p->parent], now_s);
         out->before = plc__rec(e, oi)->holders;
         plc__obj_destroy(e, oi);
         return 0;
@@ -418,18 +570,33 @@ int plc_engine_observe(plc_engine *e, const plc_event *ev, plc_decision *out)
             e->events--;
             return rc;
         }
-        after = decide(e, oi, now_s, PLC__NONE, before | (1u << ev->region), true);
+        after = decide(e, oi, now_s, DECIDE_READ, ev->region);
         out->remote = !(before & (1u << ev->region));
-        if (out->remote) out->source = plc_engine_choose_source(e, ev->region, before ? before : after);
+        if (out->remote)
+            out->source = plc_engine_choose_source(e, ev->region, before ? before : after);
     } else {
         o = plc__rec(e, oi);
         plc__obj_decay(e, o, now_s);
+        if (!born) {
+            /* An overwrite ends a version: how often that happens bounds what a copy is worth. */
+            o->ends += 1;
+            plc__prefix *p = &e->prefixes[o->prefix];
+            plc__prefix_end(e, p, now_s);
+            if (p->parent != o->prefix) plc__prefix_end(e, &e->prefixes[p->parent], now_s);
+        }
         o->bytes_lo = (uint32_t)ev->bytes;
         o->bytes_hi = (uint32_t)(ev->bytes >> 32);
         o->put_s = now_s;
-        o->name = (uint16_t)((o->name & ~(7u << PLC__ORIGIN_SHIFT)) |
-                             (ev->region << PLC__ORIGIN_SHIFT));
-        after = decide(e, oi, now_s, ev->region, e->all, true);
+        o->seen = 0;
+        o->name =
+            (uint16_t)((o->name & ~(7u << PLC__ORIGIN_SHIFT)) | (ev->region << PLC__ORIGIN_SHIFT));
+        after = decide(e, oi, now_s, DECIDE_PUT, ev->region);
+        /* Counted after the decision: the prior it used describes versions that had time to
+         * be read, which this one has not. */
+        o = plc__rec(e, oi);
+        plc__prefix *p = &e->prefixes[o->prefix];
+        plc__prefix_version(e, p, now_s);
+        if (p->parent != o->prefix) plc__prefix_version(e, &e->prefixes[p->parent], now_s);
     }
     o = plc__rec(e, oi);
     o->holders = (uint8_t)after;
@@ -459,7 +626,7 @@ size_t plc_engine_tick(plc_engine *e, int64_t now_ms, size_t max_objects,
         if (o->prefix == PLC__NONE) continue;
         visited++;
         plc_mask before = o->holders;
-        plc_mask after = decide(e, i, now_s, PLC__NONE, e->all, false);
+        plc_mask after = decide(e, i, now_s, DECIDE_TICK, 0);
         if (after == before) continue;
         o->holders = (uint8_t)after;
         count_change(e, before, after);
@@ -487,32 +654,36 @@ int plc_engine_explain(const plc_engine *e, const char *bucket, const char *key,
     /* create=false never allocates, so the cast away from const changes nothing. */
     plc__prefix_get((plc_engine *)e, bucket, strlen(bucket), key, dir_len, false, 0, &pi);
     if (pi == PLC__NONE || suffix_len > PLC__NAME_LEN_MAX) return TERN_ENOTFOUND;
-    uint32_t oi = plc__obj_find(e, pi, suffix, suffix_len, plc__obj_hash(e, pi, suffix, suffix_len));
+    uint32_t oi =
+        plc__obj_find(e, pi, suffix, suffix_len, plc__obj_hash(e, pi, suffix, suffix_len));
     if (oi == PLC__NONE) return TERN_ENOTFOUND;
     const plc__obj *o = plc__rec(e, oi);
     const plc_bucket_policy *pol = plc__policy_of(e, &e->prefixes[pi]);
     now_ms = TERN_MAX(now_ms, e->last_ms);
     uint32_t now_s = engine_seconds(e, now_ms);
     bool in_rpo = rpo_open(e, o, pol, now_ms);
-    double alpha[PLC_REGIONS_MAX];
-    double beta = plc__posterior(e, o, now_s, alpha);
+    plc_mask allowed = pol->allowed & e->all;
+    outlook ol;
+    /* Means only (explore = false): the generator is not touched, so the cast changes nothing. */
+    outlook_of((plc_engine *)e, o, now_s, allowed, false, false, &ol);
     double gb = (double)plc__obj_bytes(o) / PLC_BYTES_PER_GB;
+    double h = e->c.hysteresis;
     out->holders = o->holders;
     out->bytes = plc__obj_bytes(o);
     out->from_prefix_prior = o->tracked == 0;
+    out->life_days = ol.life_days;
     for (uint32_t r = 0; r < e->t.region_count; r++) {
         plc_region_explanation *x = &out->regions[r];
         plc_mask bit = 1u << r;
+        plc_mask with = o->holders | bit;
         plc_mask others = o->holders & ~bit;
-        if (!others) others = e->all & ~bit; /* what a copy elsewhere would save */
-        region_value v = value_of(e, r, others, alpha[r] / beta, gb);
         x->held = o->holders & bit;
-        x->reads_per_day = alpha[r] / beta;
-        x->reads_per_day_stddev = sqrt(alpha[r]) / beta;
-        x->saving_usd = v.saving_usd;
-        x->storage_usd = v.storage_usd;
-        x->transfer_usd = v.transfer_usd;
-        if (!(pol->allowed & bit))
+        x->reads_per_day = ol.rate[r];
+        x->reads_per_day_stddev = ol.sd[r];
+        x->saving_usd = others ? keep_value(e, &ol, with, r) * gb : 0;
+        x->storage_usd = ol.stor_day[r] * ol.life_days * gb;
+        x->transfer_usd = others ? egress_in(e, others, r) * gb : 0;
+        if (!(allowed & bit))
             x->reason = PLC_REASON_NOT_ALLOWED;
         else if (!x->held)
             x->reason = PLC_REASON_NONE;
@@ -520,8 +691,7 @@ int plc_engine_explain(const plc_engine *e, const char *bucket, const char *key,
             x->reason = PLC_REASON_PINNED;
         else if (in_rpo && origin_of(o) == r)
             x->reason = PLC_REASON_ORIGIN;
-        else if (o->holders != bit &&
-                 v.saving_usd >= (v.storage_usd + v.transfer_usd) / (1 + e->c.hysteresis))
+        else if (others && x->saving_usd >= x->storage_usd / (1 + h))
             x->reason = PLC_REASON_DEMAND;
         else
             x->reason = PLC_REASON_MIN_REGIONS;

@@ -15,8 +15,8 @@
  * (a $0.05/GB difference is $5e-5 per MB); latency decides between equally
  * priced holders (100 ms is $1e-5 at the rate below).
  */
-#define SOURCE_REF_BYTES       1e6
-#define SOURCE_USD_PER_MS      1e-7
+#define SOURCE_REF_BYTES        1e6
+#define SOURCE_USD_PER_MS       1e-7
 #define SOURCE_OBSERVATIONS_MAX 32.0 /* the running means forget beyond this many */
 
 uint32_t plc_engine_choose_source(plc_engine *e, uint32_t reader, plc_mask holders)

@@ -114,8 +114,8 @@ static int arena_alloc(plc_engine *e, uint32_t cells, uint32_t *out)
     if (chunk >= e->cell_chunk_count) {
         if (e->cell_chunk_count == e->cell_chunk_cap) {
             size_t cap = e->cell_chunk_cap ? e->cell_chunk_cap * 2 : 8;
-            uint32_t **c = plc__realloc(e, e->cell_chunks, e->cell_chunk_cap * sizeof *c,
-                                        cap * sizeof *c);
+            uint32_t **c =
+                plc__realloc(e, e->cell_chunks, e->cell_chunk_cap * sizeof *c, cap * sizeof *c);
             if (!c) return TERN_ENOMEM;
             e->cell_chunks = c;
             e->cell_chunk_cap = cap;
@@ -160,7 +160,8 @@ static void arena_maybe_compact(plc_engine *e)
         if (o->prefix == PLC__NONE) continue;
         uint32_t cells = span_cells(o);
         if (!cells) continue;
-        if (top % PLC__CELL_CHUNK + cells > PLC__CELL_CHUNK) top += PLC__CELL_CHUNK - top % PLC__CELL_CHUNK;
+        if (top % PLC__CELL_CHUNK + cells > PLC__CELL_CHUNK)
+            top += PLC__CELL_CHUNK - top % PLC__CELL_CHUNK;
         size_t chunk = top / PLC__CELL_CHUNK;
         if (chunk >= used) {
             assert(chunk == used && used < count);
@@ -179,7 +180,8 @@ static void arena_maybe_compact(plc_engine *e)
         if (o->prefix == PLC__NONE) continue;
         uint32_t cells = span_cells(o);
         if (!cells) continue;
-        if (top % PLC__CELL_CHUNK + cells > PLC__CELL_CHUNK) top += PLC__CELL_CHUNK - top % PLC__CELL_CHUNK;
+        if (top % PLC__CELL_CHUNK + cells > PLC__CELL_CHUNK)
+            top += PLC__CELL_CHUNK - top % PLC__CELL_CHUNK;
         o->span = (uint32_t)top;
         top += cells;
     }
@@ -301,8 +303,8 @@ int plc__prefix_get(plc_engine *e, const char *bucket, size_t bucket_len, const 
         uint64_t bucket_hash = prefix_hash(bucket, bucket_len, "", 0);
         parent = prefix_find(e, bucket, bucket_len, "", 0, bucket_hash);
         if (parent == PLC__NONE) {
-            int rc = prefix_create(e, bucket, bucket_len, "", 0, bucket_hash, PLC__NONE, now_s,
-                                   &parent);
+            int rc =
+                prefix_create(e, bucket, bucket_len, "", 0, bucket_hash, PLC__NONE, now_s, &parent);
             if (rc) return rc;
         }
     }
@@ -355,8 +357,8 @@ static int rec_reserve(plc_engine *e)
     size_t chunk = e->rec_top >> PLC__REC_CHUNK_SHIFT;
     if (chunk == e->rec_chunk_cap) {
         size_t cap = e->rec_chunk_cap ? e->rec_chunk_cap * 2 : 8;
-        plc__obj **c = plc__realloc(e, e->rec_chunks, e->rec_chunk_cap * sizeof *c,
-                                    cap * sizeof *c);
+        plc__obj **c =
+            plc__realloc(e, e->rec_chunks, e->rec_chunk_cap * sizeof *c, cap * sizeof *c);
         if (!c) return TERN_ENOMEM;
         e->rec_chunks = c;
         e->rec_chunk_cap = cap;

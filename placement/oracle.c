@@ -13,9 +13,11 @@
  * Objects do not interact in the cost model (no capacity limits), so the
  * optimum is the sum of per-object optima. For one object, the "points" are
  * its events plus, after each PUT, its RPO deadline d = put + rpo when no
- * event of the object falls on it and it comes before the next event and the
- * trace end. The state is the holder set S between consecutive points (0 while
- * the object does not exist). At a point:
+ * event of the object falls on it, no later PUT or DELETE comes before it, and
+ * it comes before the trace end (reads within the window do not remove it: the
+ * set they leave must be fixed by d, not by the next event). The state is the
+ * holder set S between consecutive points (0 while the object does not exist).
+ * At a point:
  *   GET in r, or a deadline: from S copy to any T containing S (price
  *     plc_relay_usd_per_byte(S, T) x bytes: each new region from a holder
  *     present at that moment, relays allowed); a GET then costs 0 if r is in T
@@ -68,7 +70,7 @@ typedef struct {
     const plc_topology *t;
     const plc_sim_trace *trace;
     plc__relay_cache relays;
-    size_t n; /* 2^region_count */
+    size_t n;      /* 2^region_count */
     double *rate;  /* storage USD per byte-ms of each set */
     double *read;  /* [set * k + r]: egress USD per byte from set's cheapest holder to r */
     double *v, *x; /* values per set */
@@ -99,22 +101,32 @@ static bool feasible(const plc_bucket_policy *p, plc_mask allowed, plc_mask a, b
     return !required || (plc__popcount(a) >= p->min_regions && (a & p->pinned) == p->pinned);
 }
 
-/* The object's points: its events and the RPO deadlines that fall strictly between them. */
+/*
+ * The object's points: its events and the RPO deadlines that fall strictly between two of them
+ * (or between the last one and the trace end). A deadline binds from the first event at or after
+ * it, which need not be the event right after its PUT: reads may come within the window, and the
+ * set they leave must be fixed at the deadline, not at the next event. A later PUT or a DELETE
+ * before the deadline makes it stale.
+ */
 static int collect_points(oracle *o, const size_t *events, size_t count, const plc_bucket_policy *p,
                           size_t *point_count)
 {
     size_t n = 0;
     int64_t rpo_ms = (int64_t)p->rpo_seconds * 1000;
+    bool pending = false;
+    int64_t deadline = 0;
     for (size_t i = 0; i < count; i++) {
-        if (grow((void **)&o->points, &o->point_cap, n + 2, sizeof *o->points)) return TERN_ENOMEM;
+        if (grow((void **)&o->points, &o->point_cap, n + 3, sizeof *o->points)) return TERN_ENOMEM;
         const plc_sim_event *ev = &o->trace->events[events[i]];
+        if (pending && deadline < ev->ts_ms) o->points[n++] = (oracle_point){deadline, SIZE_MAX};
+        if (deadline <= ev->ts_ms || ev->op == PLC_PUT || ev->op == PLC_DELETE) pending = false;
         o->points[n++] = (oracle_point){ev->ts_ms, events[i]};
-        if (ev->op != PLC_PUT || rpo_ms == 0) continue;
-        int64_t deadline = ev->ts_ms + rpo_ms;
-        int64_t next = i + 1 < count ? o->trace->events[events[i + 1]].ts_ms : o->trace->end_ms;
-        if (deadline < next && deadline < o->trace->end_ms)
-            o->points[n++] = (oracle_point){deadline, SIZE_MAX};
+        if (ev->op == PLC_PUT && rpo_ms > 0) {
+            pending = true;
+            deadline = ev->ts_ms + rpo_ms;
+        }
     }
+    if (pending && deadline < o->trace->end_ms) o->points[n++] = (oracle_point){deadline, SIZE_MAX};
     *point_count = n;
     return 0;
 }
@@ -223,8 +235,7 @@ static int solve_object(oracle *o, const size_t *events, size_t count, plc_oracl
             plc_mask origin = 1u << ev->region;
             for (plc_mask a = allowed;; a = (a - 1) & allowed) {
                 if (feasible(p, allowed, a, required))
-                    o->v[a] =
-                        base + (double)bytes * plc_relay_usd_per_byte(rt, origin, a | origin);
+                    o->v[a] = base + (double)bytes * plc_relay_usd_per_byte(rt, origin, a | origin);
                 if (a == 0) break;
             }
             continue;

@@ -78,15 +78,17 @@ typedef enum plc_algo {
 typedef struct plc_config {
     plc_algo algo;
     uint64_t seed;
-    double half_life_hours;   /* exponential forgetting of demand; 0: 24 */
-    double horizon_hours;     /* savings and costs are compared over this; 0: 24*7 */
-    double hysteresis;        /* a replica is added when saving > (1+h) x cost and dropped
-                                 when saving < cost / (1+h); 0: 0.25 */
-    double epsilon;           /* PLC_ALGO_EPSILON; 0: 0.1 */
-    double ucb_c;             /* PLC_ALGO_UCB exploration weight; 0: 1 */
-    double prior_strength;    /* pseudo-observations borrowed from the prefix prior; 0: 2 */
-    size_t tracked_pairs_max; /* (object, region) pairs tracked before cold objects fall
-                                 back to their prefix's summary; 0: 1,000,000 */
+    double half_life_hours;      /* exponential forgetting of demand; 0: 24 */
+    double horizon_hours;        /* savings and costs are compared over this; 0: 24*7 */
+    double hysteresis;           /* a replica is added when saving > (1+h) x cost and dropped
+                                    when saving < cost / (1+h); 0: 0.25 */
+    double epsilon;              /* PLC_ALGO_EPSILON; 0: 0.1 */
+    double ucb_c;                /* PLC_ALGO_UCB exploration weight; 0: 1 */
+    double prior_strength;       /* pseudo-observations borrowed from the prefix prior; 0: 2 */
+    size_t tracked_pairs_max;    /* (object, region) pairs tracked before cold objects fall
+                                    back to their prefix's summary; 0: 1,000,000 */
+    double prefetch_probability; /* a PUT also ships to a region that reads the new version
+                                    with at least this probability; 0: 0.8 */
 } plc_config;
 
 typedef struct plc_engine plc_engine;
@@ -145,15 +147,18 @@ typedef struct plc_region_explanation {
     plc_reason reason;
     double reads_per_day;        /* posterior mean demand */
     double reads_per_day_stddev; /* its uncertainty */
-    double saving_usd;           /* egress a replica here is expected to save over the horizon */
-    double storage_usd;          /* what it costs to hold over the horizon */
-    double transfer_usd;         /* amortized cost of creating it */
+    /* Over the version's expected remaining life (plc_explanation.life_days): */
+    double saving_usd;   /* egress a replica here saves (its reads and cheaper copies for others) */
+    double storage_usd;  /* what holding it costs */
+    double transfer_usd; /* what copying it here costs once */
 } plc_region_explanation;
 
 typedef struct plc_explanation {
     plc_mask holders;
     uint64_t bytes;
     bool from_prefix_prior; /* the object is cold: figures come from its prefix's summary */
+    double life_days;       /* expected time to the next overwrite or delete (capped by the
+                               horizon) */
     plc_region_explanation regions[PLC_REGIONS_MAX];
 } plc_explanation;
 
@@ -212,8 +217,8 @@ typedef struct plc_costs {
 /* The cheapest holder in `holders` to copy or read from into region `to` (price, then RTT). */
 uint32_t plc_cheapest_source(const plc_topology *t, plc_mask holders, uint32_t to);
 
-
-/* ====================================================================== simulator (ledger, baselines, oracle) */
+/* ====================================================================== simulator (ledger,
+ * baselines, oracle) */
 
 /*
  * The simulator replays a trace through a policy and prices the outcome with
@@ -273,9 +278,9 @@ typedef struct plc_sim_trace {
 /* What a replay cost and how reads fared. */
 typedef struct plc_sim_result {
     plc_costs costs;
-    double total_usd; /* egress + storage + transfer */
-    double local_read_ratio;      /* reads served by a holder in the reading region */
-    double read_latency_ms_p50;   /* local reads count as 0 ms */
+    double total_usd;           /* egress + storage + transfer */
+    double local_read_ratio;    /* reads served by a holder in the reading region */
+    double read_latency_ms_p50; /* local reads count as 0 ms */
     double read_latency_ms_p99;
     uint64_t events;
     uint64_t missed_reads; /* GETs of objects that did not exist (not in reads) */
@@ -338,12 +343,12 @@ int plc_sim_policy_parse(const char *name, plc_sim_policy *out);
 typedef struct plc_sim_options {
     plc_sim_policy policy;
     uint64_t seed;
-    uint32_t static_k;            /* 0: max(min_regions, 2) per bucket */
-    uint64_t lru_capacity_bytes;  /* per region; 0: a quarter of the trace's distinct bytes */
-    int64_t counting_window_ms;   /* 0: one hour */
-    uint32_t counting_add;        /* add at this many reads in the window; 0: 2 */
-    uint32_t counting_drop;       /* drop below this many; 0: 1 */
-    int64_t tick_interval_ms;     /* engine policies: plc_engine_tick cadence; 0: 1000 */
+    uint32_t static_k;           /* 0: max(min_regions, 2) per bucket */
+    uint64_t lru_capacity_bytes; /* per region; 0: a quarter of the trace's distinct bytes */
+    int64_t counting_window_ms;  /* 0: one hour */
+    uint32_t counting_add;       /* add at this many reads in the window; 0: 2 */
+    uint32_t counting_drop;      /* drop below this many; 0: 1 */
+    int64_t tick_interval_ms;    /* engine policies: plc_engine_tick cadence; 0: 60,000 */
     /* Optional: called every sample_interval_ms of trace time with the cost so far. */
     void (*sample)(void *ctx, int64_t ts_ms, double total_usd);
     int64_t sample_interval_ms;

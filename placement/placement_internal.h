@@ -10,7 +10,7 @@
 #include "placement.h"
 
 /*
- * DESIGN NOTES (docs/placement-engine.md has the long form)
+ * DESIGN NOTES (docs/placement.md has the long form)
  *
  * Demand model. For each object o and region r the read rate lambda(o,r)
  * (reads per day) has a Gamma(alpha_r, beta) posterior. All regions of an
@@ -55,11 +55,11 @@
 #define PLC__LOAD_DEN        4
 
 typedef struct plc__obj {
-    uint32_t hash;  /* of (prefix, suffix) */
+    uint32_t hash; /* of (prefix, suffix) */
     uint32_t bytes_lo;
     uint32_t bytes_hi;
-    float beta;        /* shared exposure (days) of the per-region posteriors */
-    float prior_w;     /* the part of beta lent by the prefix prior, decayed with it */
+    float beta;         /* shared exposure (days) of the per-region posteriors */
+    float prior_w;      /* the part of beta lent by the prefix prior, decayed with it */
     uint32_t updated_s; /* engine second the shapes, beta and prior_w were decayed to */
     uint32_t put_s;     /* engine second of the last PUT, PLC__NO_PUT if none */
     uint32_t prefix;    /* index into e->prefixes; PLC__NONE for a free record */
@@ -67,6 +67,8 @@ typedef struct plc__obj {
     uint16_t name;      /* suffix length | PLC__FLAG_REF | origin << PLC__ORIGIN_SHIFT */
     uint8_t holders;
     uint8_t tracked; /* regions with a stored shape (after the name in the span) */
+    uint8_t seen;    /* regions that read the current version */
+    float ends;      /* discounted count of the versions that ended (overwrites) */
 } plc__obj;
 
 /* A bucket (dir empty) or a key prefix of a bucket: pooled demand of its objects. */
@@ -75,16 +77,19 @@ typedef struct plc__prefix {
     uint32_t bucket_len; /* dir starts at name + bucket_len + 1 */
     uint32_t dir_len;
     uint64_t hash;
-    uint32_t parent;    /* the bucket's own prefix (itself when dir is empty) */
-    uint32_t policy;    /* index into e->policies, resolved on creation and set_policy */
-    uint32_t objects;   /* live records under it (the bucket counts its prefixes' too) */
-    uint32_t updated_s; /* second reads and exposure were decayed to */
-    double exposure;    /* discounted days observed */
+    uint32_t parent;               /* the bucket's own prefix (itself when dir is empty) */
+    uint32_t policy;               /* index into e->policies, resolved on creation and set_policy */
+    uint32_t objects;              /* live records under it (the bucket counts its prefixes' too) */
+    uint32_t updated_s;            /* second reads and exposure were decayed to */
+    double exposure;               /* discounted days observed */
     double reads[PLC_REGIONS_MAX]; /* discounted reads per region */
+    double ends;                   /* discounted overwrites and deletes of its objects */
+    double versions;               /* discounted PUTs of its objects */
+    double firsts[PLC_REGIONS_MAX]; /* discounted versions read at least once from a region */
 } plc__prefix;
 
 typedef struct plc__policy {
-    char *bucket; /* "*" is the default */
+    char *bucket;        /* "*" is the default */
     plc_bucket_policy p; /* allowed normalized: never 0 */
 } plc__policy;
 
@@ -102,14 +107,14 @@ typedef struct plc__rng {
 struct plc_engine {
     plc_topology t;
     plc_config c;
-    plc_mask all;         /* every region */
+    plc_mask all; /* every region */
     double half_life_days;
-    double heff_days;     /* half_life / ln2: the steady-state exposure */
+    double heff_days; /* half_life / ln2: the steady-state exposure */
     double horizon_days;
     plc__rng rng;
     bool started;
-    int64_t epoch_s;  /* second of the first event */
-    int64_t last_ms;  /* latest time seen (events are clamped to it) */
+    int64_t epoch_s; /* second of the first event */
+    int64_t last_ms; /* latest time seen (events are clamped to it) */
     plc__link links[PLC_REGIONS_MAX][PLC_REGIONS_MAX];
     uint8_t storage_order[PLC_REGIONS_MAX]; /* regions by storage price, cheapest first */
 
@@ -224,11 +229,22 @@ double plc__rng_gamma(plc__rng *r, double shape); /* Gamma(shape, 1); 0 for shap
 double plc__decay(double dt_days, double half_life_days);
 /* Forgets for dt days then adds the exposure of those days: beta d + H_eff (1 - d). */
 double plc__exposure_after(double beta, double d, double heff_days);
-/* The prefix's current per-object read rate (reads/day) for every region, and their sum. */
+/* The prefix's current per-object read rate (reads/day) for every region, and their sum;
+ * *ends_per_day (if not NULL): its per-object rate of overwrites and deletes. */
 double plc__prefix_rates(const plc_engine *e, const plc__prefix *p, uint32_t now_s,
-                         double rates[PLC_REGIONS_MAX]);
+                         double rates[PLC_REGIONS_MAX], double *ends_per_day);
 /* Decays a prefix to now_s and counts one read from region. */
 void plc__prefix_read(plc_engine *e, plc__prefix *p, uint32_t now_s, uint32_t region);
+/* Decays a prefix to now_s and counts the end of one of its objects' versions. */
+void plc__prefix_end(plc_engine *e, plc__prefix *p, uint32_t now_s);
+/* Decays a prefix to now_s and counts a new version (PUT) of one of its objects. */
+void plc__prefix_version(plc_engine *e, plc__prefix *p, uint32_t now_s);
+/* Counts a version's first read from region (decayed like the rest). */
+void plc__prefix_first(plc_engine *e, plc__prefix *p, uint32_t now_s, uint32_t region);
+/* The share of the prefix's versions read at least once from each region (0 when it has seen
+ * fewer than a few versions). */
+void plc__prefix_first_shares(const plc_engine *e, const plc__prefix *p,
+                              double shares[PLC_REGIONS_MAX]);
 /* The prefix whose summary an object of p borrows from (p, or its bucket when p knows little). */
 const plc__prefix *plc__prior_source(const plc_engine *e, const plc__prefix *p);
 
@@ -237,7 +253,7 @@ const plc__prefix *plc__prior_source(const plc_engine *e, const plc__prefix *p);
  * and the shared beta. Untracked regions get the prefix prior's share.
  */
 double plc__posterior(const plc_engine *e, const plc__obj *o, uint32_t now_s,
-                      double alpha[PLC_REGIONS_MAX]);
+                      double alpha[PLC_REGIONS_MAX], double *ends_alpha, double *prior_w);
 /* Decays o's stored state to now_s. */
 void plc__obj_decay(plc_engine *e, plc__obj *o, uint32_t now_s);
 /* A new object's (or an evicted one's) prior: beta = prior_w from its prefix. */

@@ -104,7 +104,7 @@ static double days_between(uint32_t from_s, uint32_t to_s)
 /* ---------------------------------------------------------------- prefixes */
 
 double plc__prefix_rates(const plc_engine *e, const plc__prefix *p, uint32_t now_s,
-                         double rates[PLC_REGIONS_MAX])
+                         double rates[PLC_REGIONS_MAX], double *ends_per_day)
 {
     double d = plc__decay(days_between(p->updated_s, now_s), e->half_life_days);
     double exposure = plc__exposure_after(p->exposure, d, e->heff_days);
@@ -116,20 +116,57 @@ double plc__prefix_rates(const plc_engine *e, const plc__prefix *p, uint32_t now
         rates[r] = p->reads[r] * per;
         sum += rates[r];
     }
+    if (ends_per_day) *ends_per_day = p->ends * per;
     return sum;
+}
+
+static void prefix_decay(plc_engine *e, plc__prefix *p, uint32_t now_s)
+{
+    if (now_s <= p->updated_s) return;
+    double d = plc__decay(days_between(p->updated_s, now_s), e->half_life_days);
+    for (size_t r = 0; r < e->t.region_count; r++)
+        p->reads[r] *= d;
+    p->ends *= d;
+    p->versions *= d;
+    for (size_t r = 0; r < e->t.region_count; r++)
+        p->firsts[r] *= d;
+    p->exposure = plc__exposure_after(p->exposure, d, e->heff_days);
+    p->updated_s = now_s;
 }
 
 void plc__prefix_read(plc_engine *e, plc__prefix *p, uint32_t now_s, uint32_t region)
 {
     assert(region < e->t.region_count);
-    if (now_s > p->updated_s) {
-        double d = plc__decay(days_between(p->updated_s, now_s), e->half_life_days);
-        for (size_t r = 0; r < e->t.region_count; r++)
-            p->reads[r] *= d;
-        p->exposure = plc__exposure_after(p->exposure, d, e->heff_days);
-        p->updated_s = now_s;
-    }
+    prefix_decay(e, p, now_s);
     p->reads[region] += 1;
+}
+
+void plc__prefix_end(plc_engine *e, plc__prefix *p, uint32_t now_s)
+{
+    prefix_decay(e, p, now_s);
+    p->ends += 1;
+}
+
+void plc__prefix_version(plc_engine *e, plc__prefix *p, uint32_t now_s)
+{
+    prefix_decay(e, p, now_s);
+    p->versions += 1;
+}
+
+void plc__prefix_first(plc_engine *e, plc__prefix *p, uint32_t now_s, uint32_t region)
+{
+    assert(region < e->t.region_count);
+    prefix_decay(e, p, now_s);
+    p->firsts[region] += 1;
+}
+
+void plc__prefix_first_shares(const plc_engine *e, const plc__prefix *p,
+                              double shares[PLC_REGIONS_MAX])
+{
+    /* Both counts decay alike, so their ratio needs no decay to now. Half a pseudo-version
+     * read nowhere keeps a prefix with one version from claiming certainty. */
+    for (size_t r = 0; r < e->t.region_count; r++)
+        shares[r] = TERN_MIN(p->firsts[r] / (p->versions + 0.5), 1.0);
 }
 
 const plc__prefix *plc__prior_source(const plc_engine *e, const plc__prefix *p)
@@ -146,13 +183,15 @@ const plc__prefix *plc__prior_source(const plc_engine *e, const plc__prefix *p)
 /* ---------------------------------------------------------------- objects */
 
 double plc__posterior(const plc_engine *e, const plc__obj *o, uint32_t now_s,
-                      double alpha[PLC_REGIONS_MAX])
+                      double alpha[PLC_REGIONS_MAX], double *ends_alpha, double *prior_w_now)
 {
     double d = plc__decay(days_between(o->updated_s, now_s), e->half_life_days);
     double beta = plc__exposure_after(o->beta, d, e->heff_days);
     double prior_w = o->prior_w * d;
-    double m[PLC_REGIONS_MAX];
-    plc__prefix_rates(e, plc__prior_source(e, &e->prefixes[o->prefix]), now_s, m);
+    double m[PLC_REGIONS_MAX], m_ends;
+    plc__prefix_rates(e, plc__prior_source(e, &e->prefixes[o->prefix]), now_s, m, &m_ends);
+    if (ends_alpha) *ends_alpha = (double)o->ends * d + m_ends * prior_w;
+    if (prior_w_now) *prior_w_now = prior_w;
     const float *shape = o->tracked ? plc__shapes(e, o) : NULL;
     for (uint32_t r = 0; r < e->t.region_count; r++) {
         if (o->tracked & (1u << r))
@@ -170,6 +209,7 @@ void plc__obj_decay(plc_engine *e, plc__obj *o, uint32_t now_s)
     float *shape = o->tracked ? plc__shapes(e, o) : NULL;
     for (int i = 0; i < plc__popcount(o->tracked); i++)
         shape[i] = (float)(shape[i] * d);
+    o->ends = (float)(o->ends * d);
     o->beta = (float)plc__exposure_after(o->beta, d, e->heff_days);
     o->prior_w = (float)(o->prior_w * d);
     o->updated_s = now_s;
@@ -178,7 +218,8 @@ void plc__obj_decay(plc_engine *e, plc__obj *o, uint32_t now_s)
 void plc__obj_prior(plc_engine *e, plc__obj *o, uint32_t now_s)
 {
     double m[PLC_REGIONS_MAX];
-    double sum = plc__prefix_rates(e, plc__prior_source(e, &e->prefixes[o->prefix]), now_s, m);
+    double sum =
+        plc__prefix_rates(e, plc__prior_source(e, &e->prefixes[o->prefix]), now_s, m, NULL);
     /* prior_strength pseudo-reads spread like the prefix's demand: alpha_r = s m_r / M and
      * beta = s / M give mean m_r. The prior never weighs more than a full window of the object's
      * own observation (H_eff), which also covers a prefix with no reads yet. */

@@ -59,7 +59,8 @@ plc_mask plc_sim_base_set(const plc_topology *t, const plc_bucket_policy *p, uin
         for (uint32_t r = 0; r < t->region_count; r++) {
             if (!(allowed & (1u << r)) || (set & (1u << r))) continue;
             /* Cheapest to store, then cheapest to ship to from the origin. */
-            if (best == NONE || t->storage_usd_per_gb_month[r] < t->storage_usd_per_gb_month[best] ||
+            if (best == NONE ||
+                t->storage_usd_per_gb_month[r] < t->storage_usd_per_gb_month[best] ||
                 (t->storage_usd_per_gb_month[r] == t->storage_usd_per_gb_month[best] &&
                  origin < t->region_count &&
                  t->egress_usd_per_gb[origin][r] < t->egress_usd_per_gb[origin][best]))

@@ -175,8 +175,8 @@ int plc__relay_cache_init(plc__relay_cache *c, const plc_topology *t, const plc_
     c->by_policy = calloc(trace->policy_count ? trace->policy_count : 1, sizeof *c->by_policy);
     if (c->by_policy == NULL) return TERN_ENOMEM;
     for (size_t i = 0; i <= trace->policy_count; i++) {
-        plc_mask m = i < trace->policy_count ? plc__allowed(t, &trace->policies[i])
-                                             : plc__all_regions(t);
+        plc_mask m =
+            i < trace->policy_count ? plc__allowed(t, &trace->policies[i]) : plc__all_regions(t);
         size_t j = 0;
         while (j < c->count && c->masks[j] != m)
             j++;
@@ -255,13 +255,17 @@ static uint64_t durability_violations(const plc_bucket_policy *p, plc_mask holde
     return (plc__popcount(holders) < p->min_regions) + ((holders & p->pinned) != p->pinned);
 }
 
-static void check_step(plc_ledger *l, uint32_t object, int64_t ts_ms)
+/* `copied`: the regions the step copied into, kept or not. A copy held for no time still puts
+ * the bytes in its region, so one into a region outside allowed breaks residency like a holder
+ * there (relays are priced within allowed only; see book_copies). */
+static void check_step(plc_ledger *l, uint32_t object, int64_t ts_ms, plc_mask copied)
 {
     const ledger_object *o = &l->objects[object];
     if (!o->exists) return;
     const plc_bucket_policy *p = policy_of(l, object);
-    l->costs.constraint_violations += (o->holders & ~plc__allowed(&l->topology, p)) != 0;
-    if (rpo_passed(p, o, ts_ms)) l->costs.constraint_violations += durability_violations(p, o->holders);
+    l->costs.constraint_violations += ((o->holders | copied) & ~plc__allowed(&l->topology, p)) != 0;
+    if (rpo_passed(p, o, ts_ms))
+        l->costs.constraint_violations += durability_violations(p, o->holders);
 }
 
 static void heap_swap(ledger_deadline *h, size_t a, size_t b)
@@ -344,16 +348,19 @@ static void set_holders(plc_ledger *l, ledger_object *o, bool exists, plc_mask h
 }
 
 /* Copies into the regions of `to` missing from `from`, at the relay price of the object's
- * allowed set (or of all regions when the policy strays outside it: counted separately). */
-static void book_copies(plc_ledger *l, uint32_t object, plc_mask from, plc_mask to, uint64_t bytes)
+ * allowed set (or of all regions when the policy strays outside it: counted by check_step);
+ * returns the regions copied into. */
+static plc_mask book_copies(plc_ledger *l, uint32_t object, plc_mask from, plc_mask to,
+                            uint64_t bytes)
 {
-    if ((to & ~from) == 0) return;
+    if ((to & ~from) == 0) return 0;
     double per_byte =
         plc_relay_usd_per_byte(l->relays.by_policy[l->trace->objects[object].policy], from, to);
     if (isinf(per_byte)) per_byte = plc_relay_usd_per_byte(l->relays.all, from, to);
     assert(!isinf(per_byte));
     l->costs.transfer_usd += per_byte * (double)bytes;
     l->costs.transfer_bytes += bytes * plc__popcount(to & ~from);
+    return to & ~from;
 }
 
 static int record_latency(plc_ledger *l, double latency_ms)
@@ -370,7 +377,7 @@ static int record_latency(plc_ledger *l, double latency_ms)
 }
 
 static int step_get(plc_ledger *l, uint32_t object, const plc_sim_event *ev, plc_mask through,
-                    plc_mask after)
+                    plc_mask after, plc_mask *copied)
 {
     ledger_object *o = &l->objects[object];
     if (!o->exists) {
@@ -380,7 +387,7 @@ static int step_get(plc_ledger *l, uint32_t object, const plc_sim_event *ev, plc
     plc_mask before = o->holders, transient = through | after | before;
     plc_mask reader = 1u << ev->region;
     l->costs.reads++;
-    book_copies(l, object, before, transient, o->bytes);
+    *copied = book_copies(l, object, before, transient, o->bytes);
     if (before & reader) {
         l->costs.local_reads++;
         set_holders(l, o, true, after);
@@ -388,8 +395,8 @@ static int step_get(plc_ledger *l, uint32_t object, const plc_sim_event *ev, plc
     }
     uint32_t source = plc__cheapest_holder(&l->topology, transient, ev->region);
     if (!(transient & reader)) {
-        l->costs.egress_usd +=
-            (double)ev->bytes * l->topology.egress_usd_per_gb[source][ev->region] / PLC_BYTES_PER_GB;
+        l->costs.egress_usd += (double)ev->bytes *
+                               l->topology.egress_usd_per_gb[source][ev->region] / PLC_BYTES_PER_GB;
         l->costs.egress_bytes += ev->bytes;
     } else {
         /* Filled by the copy just booked; the client still waited for remote bytes. */
@@ -412,23 +419,24 @@ int plc_ledger_step(plc_ledger *l, int64_t ts_ms, uint32_t object, const plc_sim
     ledger_object *o = &l->objects[object];
     book_storage(l, o, ts_ms);
     int rc = 0;
+    plc_mask copied = 0;
     if (ev == NULL) {
         if (!o->exists) return after == 0 ? 0 : TERN_EINVAL;
-        book_copies(l, object, o->holders, through | after | o->holders, o->bytes);
+        copied = book_copies(l, object, o->holders, through | after | o->holders, o->bytes);
         set_holders(l, o, true, after);
     } else if (ev->op == PLC_GET) {
-        rc = step_get(l, object, ev, through, after);
+        rc = step_get(l, object, ev, through, after, &copied);
     } else if (ev->op == PLC_PUT) {
         set_holders(l, o, false, 0); /* the old version's storage ends here */
         o->bytes = ev->bytes;
         o->put_ms = ts_ms;
         plc_mask origin = 1u << ev->region;
-        book_copies(l, object, origin, through | after | origin, ev->bytes);
+        copied = book_copies(l, object, origin, through | after | origin, ev->bytes);
         set_holders(l, o, true, after);
         const plc_bucket_policy *p = policy_of(l, object);
         if (p->rpo_seconds > 0)
-            rc = heap_push(l, (ledger_deadline){ts_ms + (int64_t)p->rpo_seconds * 1000, ts_ms,
-                                                object});
+            rc = heap_push(
+                l, (ledger_deadline){ts_ms + (int64_t)p->rpo_seconds * 1000, ts_ms, object});
     } else if (ev->op == PLC_DELETE) {
         if (after != 0) return TERN_EINVAL;
         set_holders(l, o, false, 0);
@@ -440,7 +448,7 @@ int plc_ledger_step(plc_ledger *l, int64_t ts_ms, uint32_t object, const plc_sim
         l->costs.constraint_violations++;
         set_holders(l, o, false, 0);
     }
-    check_step(l, object, ts_ms);
+    check_step(l, object, ts_ms, copied);
     return rc;
 }
 

@@ -1,4 +1,5 @@
-/* placement simulator: replays a trace through a policy (engine, baseline or oracle) into a ledger. */
+/* placement simulator: replays a trace through a policy (engine, baseline or oracle) into a ledger.
+ */
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,8 +8,9 @@
 #include "sim_internal.h"
 
 #define PROGRESS_EVERY 65536
-/* Engine policies: (object, region) changes reported by a tick, per tick. */
-#define TICK_OBJECTS_MAX 4096
+/* Engine policies: a tick reviews as many objects as events arrived since the previous one (at
+ * least this many), so the review costs O(1) per event whatever the tick cadence. */
+#define TICK_OBJECTS_MIN 64
 
 static const char *const policy_names[PLC_SIM_POLICY_COUNT] = {
     [PLC_SIM_BANDIT] = "bandit",       [PLC_SIM_FULL] = "full",
@@ -193,15 +195,18 @@ static int run_engine(replay *r, const plc_topology *t, plc_algo algo, char *err
         last_bucket = obj->bucket;
     }
     engine_ctx ctx = {r, &names};
-    int64_t tick_ms = r->o->tick_interval_ms > 0 ? r->o->tick_interval_ms : 1000;
+    int64_t tick_ms = r->o->tick_interval_ms > 0 ? r->o->tick_interval_ms : 60 * 1000;
     int64_t next_tick = INT64_MIN;
+    size_t since_tick = 0;
     for (size_t i = 0; rc == 0 && i < r->trace->event_count; i++) {
         const plc_sim_event *ev = &r->trace->events[i];
         before_step(r, ev->ts_ms);
         if (next_tick == INT64_MIN) next_tick = ev->ts_ms + tick_ms;
         if (ev->ts_ms >= next_tick) {
-            plc_engine_tick(e, ev->ts_ms, TICK_OBJECTS_MAX, engine_changed, &ctx);
+            plc_engine_tick(e, ev->ts_ms, TERN_MAX(since_tick, (size_t)TICK_OBJECTS_MIN),
+                            engine_changed, &ctx);
             next_tick = ev->ts_ms + tick_ms;
+            since_tick = 0;
             if ((rc = r->rc) != 0) break;
         }
         const plc_sim_object *obj = &r->trace->objects[ev->object];
@@ -214,6 +219,7 @@ static int run_engine(replay *r, const plc_topology *t, plc_algo algo, char *err
         }
         plc_event pe = {ev->ts_ms, ev->region, ev->op, obj->bucket, obj->key, ev->bytes};
         plc_decision d;
+        since_tick++;
         rc = plc_engine_observe(e, &pe, &d);
         if (rc == 0)
             rc = plc_ledger_step(r->ledger, ev->ts_ms, ev->object, ev, 0,
@@ -221,7 +227,8 @@ static int run_engine(replay *r, const plc_topology *t, plc_algo algo, char *err
         after_event(r);
     }
     if (rc == TERN_EINVAL && errmsg[0] == '\0')
-        tern_errmsg(errmsg, errmsg_len, "the engine refused an event or reported an unknown object");
+        tern_errmsg(errmsg, errmsg_len,
+                    "the engine refused an event or reported an unknown object");
     free(names.slots);
     plc_engine_free(e);
     return rc;
