@@ -381,7 +381,8 @@ int plc_oracle_solve(const plc_topology *t, const plc_sim_trace *trace, plc_orac
     }
     out->changes = o.changes;
     o.changes = NULL;
-    if (rc == 0) qsort(out->changes, out->change_count, sizeof *out->changes, compare_change);
+    if (rc == 0 && out->change_count > 1)
+        qsort(out->changes, out->change_count, sizeof *out->changes, compare_change);
     if (rc == TERN_ENOMEM) tern_errmsg(errmsg, errmsg_len, "oracle: out of memory");
     free(offsets);
     free(order);

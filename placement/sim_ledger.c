@@ -485,7 +485,8 @@ void plc_ledger_finish(plc_ledger *l, plc_sim_result *out)
         set_holders(l, &l->objects[i], false, 0);
     }
     l->now_ms = end;
-    qsort(l->latencies, l->latency_len, sizeof *l->latencies, compare_float);
+    if (l->latency_len > 1) /* qsort may not be handed NULL, even for no elements */
+        qsort(l->latencies, l->latency_len, sizeof *l->latencies, compare_float);
     memset(out, 0, sizeof *out);
     out->costs = l->costs;
     out->total_usd = l->costs.egress_usd + l->costs.storage_usd + l->costs.transfer_usd;
