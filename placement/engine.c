@@ -275,7 +275,11 @@ static void outlook_of(plc_engine *e, const plc__obj *o, uint32_t now_s, plc_mas
     out->allowed = allowed;
     for (uint32_t r = 0; r < e->t.region_count; r++) {
         plc_mask bit = 1u << r;
-        double rate = explore ? exploring_rate(e, alpha[r], beta, event) : alpha[r] / beta;
+        /* Only a region with reads of its own, or outside allowed, uses its rate in a
+         * decision: the others are priced by the prefix's shares, so sampling them would only
+         * cost time. */
+        bool sampled = explore && ((o->tracked & bit) || !(allowed & bit));
+        double rate = sampled ? exploring_rate(e, alpha[r], beta, event) : alpha[r] / beta;
         double reads = rate * out->life_days;
         out->rate[r] = rate;
         out->sd[r] = sqrt(alpha[r]) / beta;
@@ -316,35 +320,6 @@ static double pull_cost(const plc_engine *e, const outlook *ol, plc_mask set)
     return c;
 }
 
-/* $/GB of shipping a new version from origin to every member of set, each member copying from
- * the cheapest region that already has the bytes (Prim's tree from the origin). */
-static double ship_cost(const plc_engine *e, uint32_t origin, plc_mask set)
-{
-    plc_mask have = 1u << origin, todo = set & ~have;
-    double c = 0;
-    while (todo) {
-        double best = INFINITY;
-        uint32_t pick = 0;
-        for (uint32_t r = 0; r < e->t.region_count; r++) {
-            if (!(todo & (1u << r))) continue;
-            double x = egress_in(e, have, r);
-            if (x < best) best = x, pick = r;
-        }
-        c += best;
-        have |= 1u << pick;
-        todo &= ~(1u << pick);
-    }
-    return c;
-}
-
-static double storage_cost(const plc_engine *e, const outlook *ol, plc_mask set)
-{
-    double c = 0;
-    for (uint32_t r = 0; r < e->t.region_count; r++)
-        if (set & (1u << r)) c += ol->stor_day[r] * ol->life_days;
-    return c;
-}
-
 /*
  * What holding r (in set) is worth over the version's life, per GB: its own future reads
  * served locally, and the cheaper pulls its copy gives the other non-holders.
@@ -361,34 +336,64 @@ static double keep_value(const plc_engine *e, const outlook *ol, plc_mask set, u
 /*
  * A new version from origin: the holder set with the least expected cost (shipping now,
  * storage, and the pulls of the regions that will read it), grown greedily from what the
- * policy forces until min_regions are met and no further region pays for itself.
+ * policy forces until min_regions are met and no further region pays for itself. The
+ * nearest-copy prices are kept incrementally, so each step costs O(regions^2): shipping to
+ * a new member is priced from the nearest region that has the bytes by then (Prim's order).
  */
 static plc_mask choose_put_set(const plc_engine *e, const outlook *ol, uint32_t origin,
                                plc_mask forced, uint32_t need)
 {
-    plc_mask set = forced;
-    double cost = ship_cost(e, origin, set) + storage_cost(e, ol, set) + pull_cost(e, ol, set);
+    uint32_t k = (uint32_t)e->t.region_count;
+    plc_mask set = 0, have = 1u << origin;
+    double near_set[PLC_REGIONS_MAX], near_have[PLC_REGIONS_MAX];
+    for (uint32_t r = 0; r < k; r++) {
+        near_set[r] = INFINITY;
+        near_have[r] = e->t.egress_usd_per_gb[origin][r];
+    }
+    /* Regions join in the order given: the forced ones first, cheapest to reach first. */
+    plc_mask todo = forced;
     for (;;) {
-        double best = INFINITY;
-        plc_mask pick = 0;
-        for (uint32_t r = 0; r < e->t.region_count; r++) {
-            plc_mask bit = 1u << r;
-            if (!(ol->allowed & bit) || (set & bit)) continue;
-            plc_mask s = set | bit;
-            double c = ship_cost(e, origin, s) + storage_cost(e, ol, s) + pull_cost(e, ol, s);
-            /* Ties go to the cheaper store, so a cold object's min_regions are the cheapest. */
-            if (c < best ||
-                (c == best && pick && ol->stor_day[r] < ol->stor_day[__builtin_ctz(pick)]))
-                best = c, pick = bit;
+        uint32_t pick = PLC__NONE;
+        if (todo) {
+            double best = INFINITY;
+            for (uint32_t r = 0; r < k; r++)
+                if ((todo & (1u << r)) && (pick == PLC__NONE || near_have[r] < best))
+                    best = near_have[r], pick = r;
+            todo &= ~(1u << pick);
+        } else {
+            /* The change in expected cost if r joined: ship + store - the pulls it saves. */
+            double best = INFINITY;
+            for (uint32_t r = 0; r < k; r++) {
+                plc_mask bit = 1u << r;
+                if (!(ol->allowed & bit) || (set & bit)) continue;
+                double delta = near_have[r] + ol->stor_day[r] * ol->life_days;
+                /* With no holder yet there is nothing to pull from: the first is the cheapest
+                 * to ship to and keep. */
+                for (uint32_t x = 0; set && x < k; x++) {
+                    if ((set & (1u << x)) || ol->weight[x] <= 0) continue;
+                    double via = x == r ? 0 : e->t.egress_usd_per_gb[r][x];
+                    if (via < near_set[x]) delta -= ol->weight[x] * (near_set[x] - via);
+                }
+                /* Ties go to the cheaper store, so a cold object's min_regions are the
+                 * cheapest. */
+                if (delta < best ||
+                    (delta == best && pick != PLC__NONE && ol->stor_day[r] < ol->stor_day[pick]))
+                    best = delta, pick = r;
+            }
+            if (pick == PLC__NONE) break;
+            if ((uint32_t)plc__popcount(set) >= need && !(best < 0)) break;
         }
-        if (!pick) break;
-        if ((uint32_t)plc__popcount(set) >= need && !(best < cost)) break;
-        set |= pick;
-        cost = best;
+        plc_mask bit = 1u << pick;
+        set |= bit;
+        have |= bit;
+        for (uint32_t x = 0; x < k; x++) {
+            near_set[x] = TERN_MIN(near_set[x], e->t.egress_usd_per_gb[pick][x]);
+            near_have[x] = TERN_MIN(near_have[x], e->t.egress_usd_per_gb[pick][x]);
+        }
     }
     /* A copy shipped now costs about what the first read would pay to pull it later, so a
      * region almost sure to read the version gets it now: its first read is local too. */
-    for (uint32_t r = 0; r < e->t.region_count; r++)
+    for (uint32_t r = 0; r < k; r++)
         if ((ol->allowed & (1u << r)) && ol->weight[r] >= e->c.prefetch_probability) set |= 1u << r;
     return set;
 }
