@@ -26,7 +26,7 @@
  * (+1), so the object keeps a float per region that has read it: 4 bytes per
  * tracked pair plus the object's record, name and index slot.
  *
- * Memory. Records (plc__obj, 40 bytes) live in fixed chunks and are found
+ * Memory. Records (plc__obj, 48 bytes) live in fixed chunks and are found
  * through an open-addressing table of uint32 record indexes. Each record
  * owns one span of 4-byte cells in a chunked arena: the key's suffix (after
  * the prefix), padded to a cell, then one float shape per tracked region in
@@ -70,6 +70,8 @@ typedef struct plc__obj {
     uint8_t seen;    /* regions that read the current version */
     float ends;      /* discounted count of the versions that ended (overwrites) */
 } plc__obj;
+/* The memory budget (64 bytes per tracked pair on average) is planned around this size. */
+_Static_assert(sizeof(plc__obj) == 48, "plc__obj grew: recheck the memory budget");
 
 /* A bucket (dir empty) or a key prefix of a bucket: pooled demand of its objects. */
 typedef struct plc__prefix {
