@@ -5,20 +5,26 @@
 #include "placement_internal.h"
 
 /*
- * The decision rule (docs/placement-engine.md). For a region r and the
- * object's other holders S, with src = the cheapest holder of S to copy or
- * read from into r, e = egress[src][r], B = bytes / 10^9, T = horizon days:
- *     saving(r) = rate(r) x T x B x e
- *     cost(r)   = storage[r] x B x T / 30  +  B x e   (one copy per horizon)
- * A holder stays while saving(r) with the posterior MEAN rate is at least
- * cost / (1 + h); a region is added when saving(r) with an EXPLORING rate
- * (a Thompson sample, the UCB, or epsilon-greedy's mean-or-coin) exceeds
- * (1 + h) x cost. Keeping on the mean is what stops a steady borderline rate
- * from flapping: a lucky sample may add a replica once, but only a real fall
- * of the mean removes it. Constraints come last and win: pinned regions, the
- * origin of a PUT (and during its RPO window), never a region outside
- * allowed, at least one holder always and min_regions once the window has
- * passed (current holders first, then the cheapest to store).
+ * The decision rule (docs/ARCHITECTURE.md, "Placement"). Every term is per GB
+ * of the object, over the version's expected remaining life L (to its next
+ * overwrite or delete, capped by the horizon). A copy into a region costs
+ * what one remote read of it costs, so an allowed region that reads a version
+ * copies it on its first read and pulls it once, with probability
+ * P(r) = rate x L / (1 + rate x L); a region outside allowed reads remotely
+ * every time.
+ *   PUT from o: grow the set from the forced regions (pinned, the origin if
+ *     allowed) by the region that lowers ship + storage - saved pulls most,
+ *     until min_regions hold and no region pays for itself; also ship to a
+ *     region with P(r) >= prefetch_probability, so its first read is local.
+ *   GET from r, not a holder: copy when r's future reads plus the cheaper
+ *     pulls its copy gives others beat (1 + h) x its storage for L.
+ *   tick: drop a holder whose worth falls below storage / (1 + h).
+ * Adds use EXPLORING rates (a Thompson sample, the UCB, or epsilon-greedy's
+ * mean-or-coin), drops the posterior MEAN: a lucky sample may add a replica
+ * once, but only a real fall of the mean removes it. Constraints come last
+ * and win: pinned regions, the origin of a PUT (and during its RPO window),
+ * never a region outside allowed, min_regions in every set (current holders
+ * first, then the cheapest to store).
  */
 
 /* ---------------------------------------------------------------- time */

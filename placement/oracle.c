@@ -56,7 +56,7 @@
  * 3^a (B, T) pairs, and the minimum over supersets a 2^a, a = |allowed| <= 8:
  * at most 6561 + 2048 steps, so 10^6 events take seconds. Back-pointers (the
  * best B for each T and the best T for each A) are 2 x 2^k bytes per point of
- * the object being solved and are freed after it.
+ * the object being solved, in buffers reused from object to object.
  */
 
 #define NONE 0xffu

@@ -195,10 +195,10 @@ void plc_engine_stats_get(const plc_engine *e, plc_engine_stats *out);
  *   - a replica costs storage[r] x bytes x time held (GB = 10^9 bytes, month
  *     = 30 days) until the object is deleted or overwritten or the trace ends;
  *   - creating a replica in r costs bytes x egress[source][r] from the holder
- *     it is copied from;
+ *     it is copied from (or through a cheaper relay, plc_relay_usd_per_byte);
  *   - a PUT arriving in region o ships from o to every other member of the
- *     new replica set (bytes x egress[o][m]); the origin itself holds a
- *     replica only if it is in the set.
+ *     new replica set (the same relay pricing from {o}); the origin itself
+ *     holds a replica only if it is in the set.
  */
 #define PLC_BYTES_PER_GB 1e9
 #define PLC_MS_PER_MONTH (30.0 * 24 * 3600 * 1000)
@@ -244,8 +244,8 @@ uint32_t plc_cheapest_source(const plc_topology *t, plc_mask holders, uint32_t t
  *     written, or deleted) is a miss and costs nothing;
  *   - the trace end stops every replica's storage.
  * Constraint violations are counted, once per violated rule, after every step
- * of an object and at every RPO deadline: a holder outside allowed (always),
- * and, once the RPO window after the object's last PUT has passed (ts >=
+ * of an object and at every RPO deadline: a holder outside allowed or a copy
+ * made into a region outside allowed (always), and, once the RPO window after the object's last PUT has passed (ts >=
  * put_ts + rpo_seconds x 1000), fewer than min_regions holders or a pinned
  * region missing.
  */
@@ -289,9 +289,11 @@ typedef struct plc_sim_result {
 /*
  * Cost per byte of turning holder set `from` into a superset `to` at one
  * instant: each new region is copied from a holder present at that moment,
- * and regions of `allowed` may serve as relays (held for no time). Equal to
- * the sum of the direct cheapest-holder prices when egress prices obey the
- * triangle inequality. INFINITY if `to` is not within from | allowed.
+ * and regions of `allowed` may serve as relays (held for no time). It can be
+ * below the sum of the direct cheapest-holder prices even when prices obey
+ * the triangle inequality (one cheap relay near several new regions: a
+ * Steiner tree, not a sum of shortest paths). INFINITY if `to` is not within
+ * from | allowed.
  */
 typedef struct plc_relay_table plc_relay_table;
 int plc_relay_table_new(const plc_topology *t, plc_mask allowed, plc_relay_table **out);
@@ -368,8 +370,9 @@ plc_mask plc_sim_base_set(const plc_topology *t, const plc_bucket_policy *p, uin
  * The hindsight optimum, exact per object (docs/placement.md, "The oracle"):
  * through[i] and after[i] for every event i, and the changes it makes at RPO
  * deadlines between events (ts order). Costs 3^a + a 2^a per step of an
- * object, a = the bucket's allowed region count, and 2^(a+1) bytes per step
- * of the object being solved.
+ * object, a = the bucket's allowed region count, and 2 x 2^k bytes per step
+ * of the object being solved (k = the topology's regions), reused from one
+ * object to the next.
  */
 typedef struct plc_oracle_change {
     int64_t ts_ms;
