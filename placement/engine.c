@@ -462,8 +462,11 @@ static plc_mask decide(plc_engine *e, uint32_t oi, uint32_t now_s, decision_kind
         }
     } else {
         set = (cur & allowed) | forced;
-        outlook_of(e, o, now_s, allowed, false, false, &ol);
-        for (uint32_t r = 0; r < e->t.region_count; r++) {
+        /* Only holders beyond min_regions that nothing forces can go: most objects have none,
+         * and skipping them keeps a tick's review from computing their posteriors. */
+        bool droppable = (uint32_t)plc__popcount(set) > need && (set & ~forced);
+        if (droppable) outlook_of(e, o, now_s, allowed, false, false, &ol);
+        for (uint32_t r = 0; droppable && r < e->t.region_count; r++) {
             plc_mask bit = 1u << r;
             if (!(set & bit) || (forced & bit) || (uint32_t)plc__popcount(set) <= need) continue;
             double storage = ol.stor_day[r] * ol.life_days;
