@@ -3,7 +3,7 @@ BUILD ?= build
 GENERATOR ?= Ninja
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run run-cluster test unit integration deps-bench bench bench-raft fuzz format clean
+.PHONY: all deps configure build run run-cluster test unit integration deps-bench bench bench-raft bench-placement fuzz format clean
 
 all: build
 
@@ -42,10 +42,16 @@ deps-bench:
 bench: deps-bench build
 	bash bench/s3_single_node/run.sh
 	bash bench/raft_vs_etcd/run.sh
+	BUILD_DIR=$(BUILD) bash bench/placement/run.sh
 
 # 3-node tern region against 3-member etcd 3.4 (wrk, fsync on), then leader failover.
 bench-raft: deps-bench build
 	bash bench/raft_vs_etcd/run.sh
+
+# The placement engine against the oracle and the baselines on six-region synthetic traces,
+# and its speed and memory (bench/placement/README.md).
+bench-placement: build
+	BUILD_DIR=$(BUILD) bash bench/placement/run.sh
 
 # libFuzzer drivers (tests/fuzz), FUZZ_SECONDS each; crashes are saved under build-fuzz/.
 FUZZ_SECONDS ?= 60
