@@ -565,7 +565,8 @@ static int find_sim_command(int argc, char **argv)
     while (i < argc) {
         if (strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0)
             i += 2;
-        else if (strncmp(argv[i], "--output=", 9) == 0 || (strncmp(argv[i], "-o", 2) == 0 && argv[i][2]))
+        else if (strncmp(argv[i], "--output=", 9) == 0 ||
+                 (strncmp(argv[i], "-o", 2) == 0 && argv[i][2]))
             i++;
         else
             break;
@@ -583,8 +584,13 @@ static int run_sim(ops__options *o, int argc, char **argv, int at)
     }
     int n = 0;
     args[n++] = "ternctl sim";
-    bool sub = at + 1 < argc && (strcmp(argv[at + 1], "gen") == 0 ||
-                                 strcmp(argv[at + 1], "convert-wc98") == 0);
+    bool sub = at + 1 < argc &&
+               (strcmp(argv[at + 1], "gen") == 0 || strcmp(argv[at + 1], "convert-wc98") == 0);
+    if (sub && at > 1) {
+        free(args);
+        return ops__usage_error(o, "sim %s writes a CSV trace: -o/--output does not apply",
+                                argv[at + 1]);
+    }
     if (sub) args[n++] = argv[at + 1];
     for (int i = 1; i < at; i++)
         args[n++] = argv[i];

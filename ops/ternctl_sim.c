@@ -16,7 +16,8 @@ const char ops__sim_usage[] =
     "  sim --topology T.json --trace TRACE.csv [--policy NAME] [--seed N]\n"
     "                replay a trace through a placement policy and report its cost (policies:\n"
     "                bandit (default), full, home, static-k, lru-cache, counting, epsilon,\n"
-    "                oracle); see docs/placement.md for the formats and the cost model\n"
+    "                oracle); see docs/placement.md for the formats and the cost model;\n"
+    "                --static-k K and --lru-capacity-bytes N tune those baselines\n"
     "  sim --topology T.json --trace TRACE.csv --compare [--plot FILE.svg]\n"
     "                run every policy on the trace: cost, ratio to the oracle and to full\n"
     "  sim gen [--seed N] [--regions A,B,..] [--objects N] [--events N] [--scenario S]\n"
@@ -62,8 +63,16 @@ static void on_progress(void *ctx, size_t done, size_t total)
 
 static int parse_args(ops__options *o, int argc, char **argv, sim_args *a)
 {
-    enum { OPT_TOPOLOGY = 256, OPT_TRACE, OPT_POLICY, OPT_SEED, OPT_COMPARE, OPT_PLOT, OPT_K,
-           OPT_CAPACITY };
+    enum {
+        OPT_TOPOLOGY = 256,
+        OPT_TRACE,
+        OPT_POLICY,
+        OPT_SEED,
+        OPT_COMPARE,
+        OPT_PLOT,
+        OPT_K,
+        OPT_CAPACITY
+    };
     static const struct option longopts[] = {
         {"topology", required_argument, NULL, OPT_TOPOLOGY},
         {"trace", required_argument, NULL, OPT_TRACE},
@@ -148,6 +157,9 @@ static json_t *result_json(plc_sim_policy policy, const plc_sim_result *r, doubl
     json_object_set_new(j, "storage_usd", json_real(r->costs.storage_usd));
     json_object_set_new(j, "transfer_usd", json_real(r->costs.transfer_usd));
     json_object_set_new(j, "egress_bytes", json_integer((json_int_t)r->costs.egress_bytes));
+    json_object_set_new(j, "transfer_bytes", json_integer((json_int_t)r->costs.transfer_bytes));
+    json_object_set_new(j, "reads", json_integer((json_int_t)r->costs.reads));
+    json_object_set_new(j, "missed_reads", json_integer((json_int_t)r->missed_reads));
     json_object_set_new(j, "local_read_ratio", json_real(r->local_read_ratio));
     json_object_set_new(j, "read_latency_ms_p50", json_real(r->read_latency_ms_p50));
     json_object_set_new(j, "read_latency_ms_p99", json_real(r->read_latency_ms_p99));
@@ -267,7 +279,8 @@ static int run_compare(ops__options *o, const ops__sim_input *in, sim_args *a)
         json_t *j = result_json((plc_sim_policy)p, &results[p], seconds[p]);
         json_object_set_new(j, "ratio_to_oracle",
                             json_real(oracle > 0 ? results[p].total_usd / oracle : 0));
-        json_object_set_new(j, "ratio_to_full", json_real(full > 0 ? results[p].total_usd / full : 0));
+        json_object_set_new(j, "ratio_to_full",
+                            json_real(full > 0 ? results[p].total_usd / full : 0));
         json_array_append_new(all, j);
     }
     if (o->json_output) {

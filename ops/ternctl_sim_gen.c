@@ -1,10 +1,13 @@
-/* ternctl sim gen and convert-wc98: synthetic geo workloads and the 1998 World Cup logs as traces. */
+/* ternctl sim gen and convert-wc98: synthetic geo workloads and the 1998 World Cup logs as traces.
+ */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "ternctl_sim.h"
@@ -47,8 +50,8 @@ typedef enum {
     SC_COUNT
 } scenario;
 
-static const char *const scenario_names[SC_COUNT] = {"stable-skew", "follow-the-sun",
-                                                     "flash-crowd", "drift", "write-heavy"};
+static const char *const scenario_names[SC_COUNT] = {"stable-skew", "follow-the-sun", "flash-crowd",
+                                                     "drift", "write-heavy"};
 
 typedef struct {
     uint64_t state;
@@ -117,8 +120,7 @@ static uint64_t draw_size(gen_rng *r)
 }
 
 /* The reading region of an object at time ts under the scenario. */
-static uint32_t draw_reader(gen_rng *r, const gen_object *obj, scenario sc, int64_t ts,
-                            uint32_t k)
+static uint32_t draw_reader(gen_rng *r, const gen_object *obj, scenario sc, int64_t ts, uint32_t k)
 {
     uint32_t home = sc == SC_DRIFT && ts >= GEN_SPAN_MS / 2 ? obj->late_home : obj->home;
     double w[PLC_REGIONS_MAX], sum = 0;
@@ -171,14 +173,16 @@ static int gen_parse(ops__options *o, int argc, char **argv, gen_args *a)
     opterr = 0;
     int opt;
     char *end;
-    while ((opt = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+    int longindex = 0;
+    while ((opt = getopt_long(argc, argv, ":", longopts, &longindex)) != -1) {
         unsigned long long v = 0;
         if (opt == OPT_SEED || opt == OPT_OBJECTS || opt == OPT_EVENTS) {
             v = strtoull(optarg, &end, 10);
+            /* Named from the table: argv[optind - 1] is the value when it came separately. */
             if (optarg[0] == '\0' || optarg[0] == '-' || *end != '\0' ||
                 (opt != OPT_SEED && (v == 0 || v > 100000000ull)))
-                return ops__usage_error(o, "sim gen: invalid value '%s' for %s", optarg,
-                                        argv[optind - 1]);
+                return ops__usage_error(o, "sim gen: invalid value '%s' for --%s", optarg,
+                                        longopts[longindex].name);
         }
         switch (opt) {
         case OPT_SEED:
@@ -233,7 +237,8 @@ static uint32_t split_regions(const char *list, char names[PLC_REGIONS_MAX][PLC_
 static int write_events(FILE *f, const gen_event *ev, size_t n, const gen_object *objs,
                         char names[PLC_REGIONS_MAX][PLC_REGION_NAME_MAX])
 {
-    static const char *const ops[] = {[PLC_GET] = "GET", [PLC_PUT] = "PUT", [PLC_DELETE] = "DELETE"};
+    static const char *const ops[] = {
+        [PLC_GET] = "GET", [PLC_PUT] = "PUT", [PLC_DELETE] = "DELETE"};
     fputs("ts_ms,region,op,bucket,key,bytes\n", f);
     for (size_t i = 0; i < n; i++)
         fprintf(f, "%lld,%s,%s,gen,obj%06u,%llu\n", (long long)ev[i].ts_ms, names[ev[i].region],
@@ -267,8 +272,8 @@ static size_t generate(gen_rng *rng, const gen_args *a, uint32_t k, gen_object *
             continue;
         }
         if (u < writes) {
-            uint32_t home = a->sc == SC_DRIFT && ts >= GEN_SPAN_MS / 2 ? objs[obj].late_home
-                                                                       : objs[obj].home;
+            uint32_t home =
+                a->sc == SC_DRIFT && ts >= GEN_SPAN_MS / 2 ? objs[obj].late_home : objs[obj].home;
             int burst = a->sc == SC_WRITE_HEAVY ? 5 + (int)rng_below(rng, 16) : 1;
             for (int j = 0; j < burst && n < cap; j++)
                 ev[n++] = (gen_event){ts + j * 1000, obj, home, PLC_PUT, seq++};
@@ -310,8 +315,9 @@ int ops__sim_gen(ops__options *o, int argc, char **argv)
     char names[PLC_REGIONS_MAX][PLC_REGION_NAME_MAX];
     uint32_t k = split_regions(a.regions, names);
     if (k == 0)
-        return ops__usage_error(o, "sim gen: invalid --regions '%s': 1 to %d comma-separated "
-                                   "names of at most %d characters",
+        return ops__usage_error(o,
+                                "sim gen: invalid --regions '%s': 1 to %d comma-separated "
+                                "names of at most %d characters",
                                 a.regions, PLC_REGIONS_MAX, PLC_REGION_NAME_MAX - 1);
     gen_rng rng = {a.seed};
     gen_object *objs = calloc(a.objects, sizeof *objs);
@@ -374,6 +380,7 @@ out:
  */
 
 #define WC98_RECORD_BYTES 20
+#define WC98_SLACK_MS     (60 * 1000ull)
 static const char *const wc98_regions[] = {"santa-clara", "plano", "herndon", "paris"};
 
 static uint32_t be32(const unsigned char *p)
@@ -384,7 +391,7 @@ static uint32_t be32(const unsigned char *p)
 int ops__sim_convert_wc98(ops__options *o, int argc, char **argv)
 {
     static const struct option longopts[] = {{"out", required_argument, NULL, 'O'},
-                                              {NULL, 0, NULL, 0}};
+                                             {NULL, 0, NULL, 0}};
     const char *out_path = NULL;
     optind = 0;
     opterr = 0;
@@ -404,11 +411,13 @@ int ops__sim_convert_wc98(ops__options *o, int argc, char **argv)
                 strerror(errno));
         return EXIT_FAILED;
     }
-    /* Object ids are dense enough in the logs (under 100,000) for a seen-bitmap. */
-    size_t seen_bits = 1u << 24;
+    /* Object ids are dense in the logs (under 100,000), so a bitmap of the ids seen, grown
+     * to the largest id, is small. */
+    size_t seen_bits = 1u << 20;
     uint8_t *seen = calloc(seen_bits / 8, 1);
     int rc = seen ? EXIT_OK : EXIT_FAILED;
     unsigned long long last_ts = 0;
+    bool any = false;
     fputs("ts_ms,region,op,bucket,key,bytes\n", out);
     for (int i = optind; rc == EXIT_OK && i < argc; i++) {
         FILE *in = fopen(argv[i], "rb");
@@ -419,6 +428,7 @@ int ops__sim_convert_wc98(ops__options *o, int argc, char **argv)
         }
         unsigned char rec[WC98_RECORD_BYTES];
         size_t got, index = 0;
+        bool first_of_file = true;
         while ((got = fread(rec, 1, sizeof rec, in)) == sizeof rec) {
             index++;
             uint32_t ts = be32(rec), object = be32(rec + 8), size = be32(rec + 12);
@@ -429,13 +439,40 @@ int ops__sim_convert_wc98(ops__options *o, int argc, char **argv)
                 rc = EXIT_FAILED;
                 break;
             }
-            if (method != 0 || size == 0) continue;
-            /* Records are in time order per file; files are given in order. Clamp to keep
-             * the trace sorted if a log has a stray earlier second. */
             unsigned long long ts_ms = (unsigned long long)ts * 1000;
+            /* Files must come in time order (a shell glob puts wc_day10_1 before wc_day1_1):
+             * a file that starts more than a minute before the last record is refused, not
+             * clamped into a burst at one instant. */
+            if (first_of_file && any && ts_ms + WC98_SLACK_MS < last_ts) {
+                fprintf(o->err,
+                        "ternctl: %s: record 1: field timestamp: %u is before the previous "
+                        "file's last record (%llu): give the files in time order (sort -V)\n",
+                        argv[i], ts, last_ts / 1000);
+                rc = EXIT_FAILED;
+                break;
+            }
+            first_of_file = false;
+            if (method != 0 || size == 0) continue;
+            /* Records are in time order within a file; clamp a stray earlier second so the
+             * trace stays sorted. */
             if (ts_ms < last_ts) ts_ms = last_ts;
             last_ts = ts_ms;
-            if (object < seen_bits && !(seen[object / 8] & (1u << (object % 8)))) {
+            any = true;
+            if (object >= seen_bits) {
+                size_t bits = seen_bits;
+                while (bits <= object)
+                    bits *= 2;
+                uint8_t *grown = realloc(seen, bits / 8);
+                if (grown == NULL) {
+                    fprintf(o->err, "ternctl: sim convert-wc98: out of memory\n");
+                    rc = EXIT_FAILED;
+                    break;
+                }
+                memset(grown + seen_bits / 8, 0, (bits - seen_bits) / 8);
+                seen = grown;
+                seen_bits = bits;
+            }
+            if (!(seen[object / 8] & (1u << (object % 8)))) {
                 seen[object / 8] |= (uint8_t)(1u << (object % 8));
                 fprintf(out, "%llu,%s,PUT,wc98,%u,%u\n", ts_ms, wc98_regions[site], object, size);
             }
@@ -454,5 +491,7 @@ int ops__sim_convert_wc98(ops__options *o, int argc, char **argv)
         fprintf(o->err, "ternctl: sim convert-wc98: cannot write %s\n", out_path);
         rc = EXIT_FAILED;
     }
+    /* A half-converted trace looks like a whole one: do not leave it behind. */
+    if (rc != EXIT_OK && out_path != NULL) unlink(out_path);
     return rc;
 }

@@ -1,4 +1,5 @@
-/* ternctl sim: reads the topology JSON and the trace CSV into the placement simulator's structures. */
+/* ternctl sim: reads the topology JSON and the trace CSV into the placement simulator's structures.
+ */
 #include <errno.h>
 #include <stdarg.h>
 #include <jansson.h>
@@ -41,8 +42,8 @@ static int bad(char *why, size_t why_len, const char *file, const char *fmt, ...
     return TERN_EPARSE;
 }
 
-static int bad_line(char *why, size_t why_len, const char *file, size_t line, const char *fmt,
-                    ...) __attribute__((format(printf, 5, 6)));
+static int bad_line(char *why, size_t why_len, const char *file, size_t line, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 static int bad_line(char *why, size_t why_len, const char *file, size_t line, const char *fmt, ...)
 {
@@ -62,6 +63,28 @@ static bool get_number(const json_t *v, double *out)
     return isfinite(*out) && *out >= 0;
 }
 
+/*
+ * Refuses a key the format does not define: a misspelt "min_region" would otherwise leave the
+ * default in force and the run would answer a question nobody asked. The live topology's own
+ * fields (a region's peer and S3 endpoints, a bucket's rto_seconds) are known here too, so one
+ * document serves ternd and the simulator.
+ */
+static int check_keys(const json_t *obj, const char *const *known, const char *path,
+                      const char *file, char *why, size_t why_len)
+{
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        bool ok = false;
+        for (size_t i = 0; known[i] != NULL && !ok; i++)
+            ok = strcmp(key, known[i]) == 0;
+        if (!ok)
+            return bad(why, why_len, file, "%s%s%s: unknown field", path, path[0] ? "." : "", key);
+    }
+    return 0;
+}
+
 static int parse_regions(ops__sim_input *in, const json_t *root, const char *file, char *why,
                          size_t why_len)
 {
@@ -73,6 +96,13 @@ static int parse_regions(ops__sim_input *in, const json_t *root, const char *fil
     plc_topology *t = &in->topology;
     for (size_t i = 0; i < json_array_size(regions); i++) {
         const json_t *r = json_array_get(regions, i);
+        static const char *const region_keys[] = {"name", "storage_usd_per_gb_month",
+                                                  "peer_endpoints", "s3_endpoints", NULL};
+        char path[40];
+        snprintf(path, sizeof path, "regions[%zu]", i);
+        if (!json_is_object(r)) return bad(why, why_len, file, "%s: not an object", path);
+        int rc = check_keys(r, region_keys, path, file, why, why_len);
+        if (rc != 0) return rc;
         const json_t *name = json_object_get(r, "name");
         if (!json_is_string(name) || json_string_length(name) == 0 ||
             json_string_length(name) >= PLC_REGION_NAME_MAX ||
@@ -112,7 +142,8 @@ static int parse_matrix(ops__sim_input *in, const json_t *root, const char *fiel
     {
         if (region_index(in, from) < 0)
             return bad(why, why_len, file, "%s.%s: unknown region", field, from);
-        if (!json_is_object(row)) return bad(why, why_len, file, "%s.%s: not an object", field, from);
+        if (!json_is_object(row))
+            return bad(why, why_len, file, "%s.%s: not an object", field, from);
         const char *to;
         const json_t *v;
         json_object_foreach((json_t *)row, to, v)
@@ -146,8 +177,7 @@ static int parse_region_list(ops__sim_input *in, const json_t *list, const char 
     for (size_t i = 0; i < json_array_size(list); i++) {
         const json_t *v = json_array_get(list, i);
         int r = json_is_string(v) ? region_index(in, json_string_value(v)) : -1;
-        if (r < 0)
-            return bad(why, why_len, file, "%s[%zu]: not a region of the topology", path, i);
+        if (r < 0) return bad(why, why_len, file, "%s[%zu]: not a region of the topology", path, i);
         *out |= 1u << r;
     }
     return 0;
@@ -159,6 +189,11 @@ static int parse_policy(ops__sim_input *in, const char *name, const json_t *v, p
     char path[300];
     *p = (plc_bucket_policy){.min_regions = 1};
     if (!json_is_object(v)) return bad(why, why_len, file, "buckets.%s: not an object", name);
+    static const char *const policy_keys[] = {"min_regions", "allowed_regions", "pinned_regions",
+                                              "rpo_seconds", "rto_seconds",     NULL};
+    snprintf(path, sizeof path, "buckets.%s", name);
+    int krc = check_keys(v, policy_keys, path, file, why, why_len);
+    if (krc != 0) return krc;
     const json_t *min = json_object_get(v, "min_regions");
     if (min != NULL) {
         if (!json_is_integer(min) || json_integer_value(min) < 1 ||
@@ -172,8 +207,8 @@ static int parse_policy(ops__sim_input *in, const char *name, const json_t *v, p
     if (rpo != NULL) {
         if (!json_is_integer(rpo) || json_integer_value(rpo) < 0 ||
             json_integer_value(rpo) > 365 * 86400)
-            return bad(why, why_len, file, "buckets.%s.rpo_seconds: not an integer from 0 to a year",
-                       name);
+            return bad(why, why_len, file,
+                       "buckets.%s.rpo_seconds: not an integer from 0 to a year", name);
         p->rpo_seconds = (uint32_t)json_integer_value(rpo);
     }
     snprintf(path, sizeof path, "buckets.%s.allowed_regions", name);
@@ -186,8 +221,8 @@ static int parse_policy(ops__sim_input *in, const char *name, const json_t *v, p
     if (rc != 0) return rc;
     plc_mask allowed = p->allowed ? p->allowed : (plc_mask)((1u << in->topology.region_count) - 1);
     if (p->pinned & ~allowed)
-        return bad(why, why_len, file, "buckets.%s.pinned_regions: a region outside allowed_regions",
-                   name);
+        return bad(why, why_len, file,
+                   "buckets.%s.pinned_regions: a region outside allowed_regions", name);
     if ((uint32_t)__builtin_popcount(allowed) < p->min_regions)
         return bad(why, why_len, file,
                    "buckets.%s.min_regions: %u is more than the %d allowed regions", name,
@@ -234,6 +269,9 @@ int ops__sim_read_topology(ops__sim_input *in, const char *path, char *why, size
                    error.text);
     }
     int rc = json_is_object(root) ? 0 : bad(why, why_len, path, "not a JSON object");
+    static const char *const top_keys[] = {
+        "regions", "egress_usd_per_gb", "rtt_ms", "bandwidth_mb_per_s", "buckets", NULL};
+    if (rc == 0) rc = check_keys(root, top_keys, "", path, why, why_len);
     if (rc == 0) rc = parse_regions(in, root, path, why, why_len);
     if (rc == 0)
         rc = parse_matrix(in, root, "egress_usd_per_gb", in->topology.egress_usd_per_gb, path, why,
@@ -395,24 +433,25 @@ static int parse_line(ops__sim_input *in, intern_table *names, char *line, size_
     char *f[F_COUNT];
     if (!split_fields(line, f, F_COUNT))
         return bad_line(why, why_len, path, lineno, "expected 6 comma-separated fields (%s)",
-                   TRACE_HEADER);
+                        TRACE_HEADER);
     uint64_t ts, bytes;
     if (!parse_u64(f[F_TS], &ts) || ts > (uint64_t)INT64_MAX / 2)
         return bad_line(why, why_len, path, lineno, "field ts_ms: not a non-negative integer");
     int region = region_index(in, f[F_REGION]);
     if (region < 0)
-        return bad_line(why, why_len, path, lineno, "field region: '%s' is not a region of the topology", f[F_REGION]);
+        return bad_line(why, why_len, path, lineno,
+                        "field region: '%s' is not a region of the topology", f[F_REGION]);
     plc_op op = strcmp(f[F_OP], "GET") == 0      ? PLC_GET
                 : strcmp(f[F_OP], "PUT") == 0    ? PLC_PUT
                 : strcmp(f[F_OP], "DELETE") == 0 ? PLC_DELETE
                                                  : 0;
     if (op == 0)
         return bad_line(why, why_len, path, lineno, "field op: '%s' is not GET, PUT or DELETE",
-                   f[F_OP]);
+                        f[F_OP]);
     for (int i = F_BUCKET; i <= F_KEY; i++)
         if (f[i][0] == '\0' || strchr(f[i], '"') != NULL)
             return bad_line(why, why_len, path, lineno, "field %s: empty or quoted",
-                       field_names[i]);
+                            field_names[i]);
     if (!parse_u64(f[F_BYTES], &bytes))
         return bad_line(why, why_len, path, lineno, "field bytes: not a non-negative integer");
     if (in->event_count > 0 && (int64_t)ts < in->events[in->event_count - 1].ts_ms)
