@@ -29,7 +29,8 @@
  *                   one random region 200 times within ten minutes;
  *   drift           popularity ranks rotate over the span and each object's
  *                   home moves to another region halfway through;
- *   write-heavy     30% overwrites in bursts (one object rewritten 5-20 times),
+ *   write-heavy     30% of the draws are overwrite bursts (one object rewritten
+ *                   5-20 times, so about 85% of the lines are PUTs),
  *                   1% deletes (the next event of a deleted object is a PUT).
  * The RNG is splitmix64 seeded by --seed: the same arguments give the same
  * bytes on every platform.

@@ -17,11 +17,15 @@ double plc__storage_rate(const plc_topology *t, plc_mask set);
 /* A remote read's latency: the pair's RTT plus the transfer at the topology's bandwidth. */
 double plc__read_latency_ms(const plc_topology *t, uint32_t from, uint32_t to, uint64_t bytes);
 
+/* Distinct allowed sets priced at once (each table is 2^k x 2^k doubles): the policies' and
+ * the one of all regions. */
+#define PLC__RELAY_TABLES_MAX 64
+
 /* One relay table per distinct allowed mask of a trace's policies, plus one for all regions. */
 typedef struct plc__relay_cache {
     size_t count;
-    plc_mask masks[64];
-    plc_relay_table *tables[64];
+    plc_mask masks[PLC__RELAY_TABLES_MAX];
+    plc_relay_table *tables[PLC__RELAY_TABLES_MAX];
     const plc_relay_table **by_policy; /* policy_count entries */
     const plc_relay_table *all;
 } plc__relay_cache;

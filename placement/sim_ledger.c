@@ -181,7 +181,7 @@ int plc__relay_cache_init(plc__relay_cache *c, const plc_topology *t, const plc_
         while (j < c->count && c->masks[j] != m)
             j++;
         if (j == c->count) {
-            if (c->count == TERN_ARRAY_LEN(c->masks)) return TERN_EINVAL;
+            if (c->count == TERN_ARRAY_LEN(c->masks)) return TERN_ENOTSUP;
             int rc = plc_relay_table_new(t, m, &c->tables[j]);
             if (rc != 0) return rc;
             c->masks[j] = m;

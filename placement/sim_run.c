@@ -241,7 +241,13 @@ int plc_sim_run(const plc_topology *t, const plc_sim_trace *trace, const plc_sim
     replay r = {.o = o, .trace = trace, .next_sample_ms = INT64_MIN};
     int rc = plc_ledger_new(t, trace, &r.ledger);
     if (rc != 0) {
-        tern_errmsg(errmsg, errmsg_len, "ledger: %s", tern_strerror(rc));
+        if (rc == TERN_ENOTSUP)
+            tern_errmsg(errmsg, errmsg_len,
+                        "ledger: the trace's buckets have more than %d distinct allowed_regions "
+                        "sets",
+                        PLC__RELAY_TABLES_MAX - 1);
+        else
+            tern_errmsg(errmsg, errmsg_len, "ledger: %s", tern_strerror(rc));
         return rc;
     }
     switch (o->policy) {
