@@ -83,3 +83,29 @@ void tern_errmsg(char *buf, size_t buf_len, const char *fmt, ...)
     vsnprintf(buf, buf_len, fmt, ap);
     va_end(ap);
 }
+
+/* ---------------------------------------------------------------- hybrid logical clock */
+
+static uint64_t hlc_of_ms(int64_t physical_ms)
+{
+    /* Before 1970 (a clock reset to zero) counts as 0: the logical part still advances. */
+    return physical_ms > 0 ? (uint64_t)physical_ms << TERN_HLC_LOGICAL_BITS : 0;
+}
+
+uint64_t tern_hlc_now(tern_hlc *c, int64_t physical_ms)
+{
+    /* The wall clock wins when it is ahead; otherwise the counter moves on. A counter that
+     * overflows carries into the milliseconds, which is the same as borrowing one. */
+    uint64_t p = hlc_of_ms(physical_ms);
+    c->last = p > c->last ? p : c->last + 1;
+    return c->last;
+}
+
+int tern_hlc_observe(tern_hlc *c, uint64_t remote, int64_t physical_ms)
+{
+    if (tern_hlc_physical_ms(remote) > physical_ms + TERN_HLC_DRIFT_MS_MAX) return TERN_ERANGE;
+    uint64_t p = hlc_of_ms(physical_ms);
+    uint64_t seen = remote > c->last ? remote : c->last;
+    c->last = p > seen ? p : seen + 1;
+    return 0;
+}

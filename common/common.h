@@ -65,6 +65,49 @@ void tern_errmsg(char *buf, size_t buf_len, const char *fmt, ...)
 #define TERN_MAX(a, b)    ((a) > (b) ? (a) : (b))
 
 /* Little-endian integers in byte buffers (every on-disk and on-wire format of ours). */
+/*
+ * Hybrid logical clock (Kulkarni et al., "Logical Physical Clocks", 2014): a
+ * timestamp is physical milliseconds in the high 48 bits and a logical
+ * counter in the low 16, so timestamps compare as plain integers, never go
+ * backwards even when the wall clock does, and stay within the clock drift
+ * of real time. Object versions across regions are (timestamp, region id),
+ * compared by tern_version_cmp: the last writer wins, ties broken by region.
+ * Pure: the physical time is an argument.
+ */
+#define TERN_HLC_LOGICAL_BITS 16
+/* A remote timestamp further ahead of the local clock than this is refused (a peer with a
+ * broken clock must not drag every region's versions into the future). */
+#define TERN_HLC_DRIFT_MS_MAX (60 * 1000)
+
+typedef struct {
+    uint64_t last; /* the latest timestamp issued or observed */
+} tern_hlc;
+
+/* A timestamp for a local event (a write) at wall time physical_ms: > every earlier one. */
+uint64_t tern_hlc_now(tern_hlc *c, int64_t physical_ms);
+/* Merges a timestamp received from another region; TERN_ERANGE (and no change) when it is
+ * more than TERN_HLC_DRIFT_MS_MAX ahead of physical_ms. */
+int tern_hlc_observe(tern_hlc *c, uint64_t remote, int64_t physical_ms);
+
+static inline int64_t tern_hlc_physical_ms(uint64_t t)
+{
+    return (int64_t)(t >> TERN_HLC_LOGICAL_BITS);
+}
+
+static inline uint32_t tern_hlc_logical(uint64_t t)
+{
+    return (uint32_t)(t & ((1u << TERN_HLC_LOGICAL_BITS) - 1));
+}
+
+/* <0, 0, >0 as version (hlc_a, region_a) is older than, the same as, newer than b. */
+static inline int tern_version_cmp(uint64_t hlc_a, uint32_t region_a, uint64_t hlc_b,
+                                   uint32_t region_b)
+{
+    if (hlc_a != hlc_b) return hlc_a < hlc_b ? -1 : 1;
+    if (region_a != region_b) return region_a < region_b ? -1 : 1;
+    return 0;
+}
+
 static inline void tern_le_put_u32(uint8_t *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
