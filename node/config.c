@@ -64,6 +64,10 @@ static const opt_desc option_table[] = {
      0, 0, "127.0.0.1:9000", "address of the S3 API (and the /_tern admin endpoints)"},
     {"region", "NAME", NULL, "TERN_REGION", "region", KIND_REGION, FIELD(region), 0, 0, "local",
      "region this node belongs to"},
+    {"topology", "FILE", NULL, "TERN_TOPOLOGY", "topology", KIND_STRING, FIELD(topology), 0, 0,
+     "none",
+     "the deployment's regions, endpoints, prices and bucket policies (JSON,\n"
+     "      docs/placement.md); --region must be one of its regions"},
     {"node-id", "N", NULL, "TERN_NODE_ID", "node_id", KIND_U64, FIELD(node_id), 1, UINT64_MAX, "1",
      "this node's id, unique in the cluster (>= 1)"},
     {"block-size", "BYTES", NULL, "TERN_BLOCK_SIZE", "block_size", KIND_BYTES,
@@ -836,6 +840,7 @@ void node_config_free(node_config *cfg)
     free(cfg->peer_ca);
     free(cfg->peer_cert);
     free(cfg->peer_key);
+    free(cfg->topology);
     keys_clear(cfg);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "common.h"
+#include "placement.h"
 
 /* ======================================================================
  * Store: RocksDB column families
@@ -430,6 +431,7 @@ typedef struct {
     uint64_t snapshot_threshold_entries; /* --snapshot-entries N, default 100000 */
     uint64_t gc_grace_ms; /* --gc-grace-ms: orphan blocks are collected after this; 1 h */
     bool join;            /* --join: start with an empty configuration and wait to be added */
+    char *topology;       /* --topology FILE, TERN_TOPOLOGY: the topology document; default none */
 } node_config;
 
 /*
@@ -444,6 +446,50 @@ void node_config_free(node_config *cfg);
 void node_config_print_help(FILE *out);
 /* Parses "1M", "64K", "4MiB", "1048576" into bytes. */
 int node_parse_bytes(const char *text, uint64_t *out);
+
+/* ======================================================================
+ * Topology (node/topology.c): the one JSON document that describes a
+ * deployment, read by ternd (--topology) and by `ternctl sim`: regions with
+ * their storage prices and their nodes' peer and S3 endpoints, the egress
+ * price and RTT matrices, and bucket policies. The format and every error
+ * are in docs/placement.md ("Topology and bucket policies").
+ * ====================================================================== */
+
+/* Addresses per region and kind: as many as a region group has members. */
+#define NODE_TOPOLOGY_ENDPOINTS_MAX 16
+
+typedef struct node_topology {
+    plc_topology prices; /* region names (index = position), storage, egress, rtt, bandwidth */
+    /* Per region index: "HOST:PORT" peer addresses and "http(s)://HOST:PORT" S3 API bases of the
+     * region's nodes; count 0 (and NULL) when the document gives none, as for the simulator. */
+    char **peer_endpoints[PLC_REGIONS_MAX];
+    size_t peer_endpoint_count[PLC_REGIONS_MAX];
+    char **s3_endpoints[PLC_REGIONS_MAX];
+    size_t s3_endpoint_count[PLC_REGIONS_MAX];
+    /* Bucket policies; [0] is the default: "*" when the document has it, else min_regions 1. */
+    size_t policy_count;   /* >= 1 */
+    char **policy_buckets; /* the bucket of each policy; [0] is "*" or NULL */
+    plc_bucket_policy *policies;
+    uint32_t *rto_seconds; /* per policy: 0..a year, 0 when not given */
+} node_topology;
+
+/*
+ * Reads and checks the document at path into *out (overwritten). Returns 0,
+ * or TERN_EPARSE (malformed or invalid: the first error, "FILE: json.path:
+ * what"), TERN_EIO (cannot open: "FILE: unable to open FILE: ...") or
+ * TERN_ENOMEM, with the text in errmsg; on error *out is empty. Free with
+ * node_topology_free (safe on an empty or freed topology).
+ */
+int node_topology_load(const char *path, node_topology *out, char *errmsg, size_t errmsg_len);
+void node_topology_free(node_topology *t);
+/* The index of the region called name, or -1. */
+int node_topology_region(const node_topology *t, const char *name);
+/* The index of bucket's policy: its own, else 0 (the default). */
+size_t node_topology_bucket_policy(const node_topology *t, const char *bucket);
+/* 0 if region is one of t's regions, else TERN_EINVAL with "region 'x' is not in topology PATH
+ * (regions: a, b, c)" in errmsg: a node must not serve a region the topology does not price. */
+int node_topology_check_region(const node_topology *t, const char *region, const char *path,
+                               char *errmsg, size_t errmsg_len);
 
 /* ======================================================================
  * Metrics: a registry rendered in the Prometheus text exposition format.
@@ -476,6 +522,108 @@ void node_histogram_observe(node_histogram *h, double value);
 
 /* Renders every family (# HELP, # TYPE, series) into a malloc'd string. */
 int node_metrics_render(node_metrics *m, char **out, size_t *len);
+
+/* ======================================================================
+ * Egress accounting (node/egress.c): bytes and dollars that crossed from one
+ * region to another, per ordered pair and cause, priced by the topology's
+ * egress matrix (GB = 1e9 bytes), beside what full replication would have
+ * paid for the same writes. Counters are atomics: record from any thread,
+ * without a lock. Dollars are computed from the byte counts at snapshot time,
+ * so no floating-point sum drifts. A snapshot reads each counter once while
+ * records may still be landing: its figures are each exact, not one instant.
+ * ====================================================================== */
+
+#define NODE_EGRESS_REGIONS_MAX     8  /* = PLC_REGIONS_MAX (checked in egress.c) */
+#define NODE_EGRESS_REGION_NAME_MAX 32 /* = PLC_REGION_NAME_MAX, with the NUL */
+
+typedef enum node_egress_cause {
+    NODE_EGRESS_REPLICATION = 0, /* shipping a write to the other members of its replica set */
+    NODE_EGRESS_REMOTE_READ,     /* serving a read from a region that holds no replica */
+    NODE_EGRESS_REPAIR,          /* re-copying a replica that was lost or found corrupt */
+    NODE_EGRESS_CAUSE_COUNT
+} node_egress_cause;
+
+/* "replication", "remote_read", "repair" (the metrics label and JSON spelling). */
+const char *node_egress_cause_name(node_egress_cause cause);
+
+typedef struct node_egress node_egress;
+struct plc_topology;
+
+typedef struct node_egress_flow {
+    uint64_t bytes;
+    double usd;
+} node_egress_flow;
+
+typedef struct node_egress_totals {
+    size_t region_count;
+    uint32_t local_region;
+    char region_names[NODE_EGRESS_REGIONS_MAX][NODE_EGRESS_REGION_NAME_MAX];
+    double egress_usd_per_gb[NODE_EGRESS_REGIONS_MAX][NODE_EGRESS_REGIONS_MAX]; /* [from][to] */
+    /* [from][to][cause]; the diagonal stays zero (a transfer within a region is not egress). */
+    node_egress_flow pairs[NODE_EGRESS_REGIONS_MAX][NODE_EGRESS_REGIONS_MAX]
+                          [NODE_EGRESS_CAUSE_COUNT];
+    node_egress_flow by_cause[NODE_EGRESS_CAUSE_COUNT];
+    node_egress_flow total;
+    /* The counterfactual's inputs, per region: writes by origin, reads by reading region. */
+    uint64_t writes[NODE_EGRESS_REGIONS_MAX];
+    uint64_t written_bytes[NODE_EGRESS_REGIONS_MAX];
+    uint64_t reads[NODE_EGRESS_REGIONS_MAX];
+    uint64_t read_bytes[NODE_EGRESS_REGIONS_MAX];
+    uint64_t write_count, written_bytes_total, read_count, read_bytes_total;
+    /* Full replication's price of a byte written in each origin: the cheapest tree of copies
+     * from the origin that reaches every other region (see node_egress_new). */
+    double full_replication_usd_per_gb[NODE_EGRESS_REGIONS_MAX];
+    double full_replication_usd;   /* sum over origins of written bytes x that price */
+    double full_replication_ratio; /* total.usd / full_replication_usd; 0 when the latter is 0 */
+    double full_replication_saving_usd; /* full_replication_usd - total.usd (< 0: costlier) */
+    /* Share of read bytes that did not cross regions: 1 - remote-read bytes / read bytes
+     * (1 when nothing was read). Full replication's is 1: every read is local. */
+    double local_read_bytes_ratio;
+} node_egress_totals;
+
+/*
+ * Copies the topology (its names and egress matrix) and prices, for every
+ * origin, what full replication pays to ship one GB written there: the
+ * minimum-cost arborescence from the origin over the egress matrix (each
+ * region copied from one that already has the bytes), the copy price
+ * c({origin}, all) that ternctl sim charges its `full` baseline
+ * (docs/placement.md, plc_relay_usd_per_byte). TERN_EINVAL (errmsg says why) for
+ * a region count outside 1..NODE_EGRESS_REGIONS_MAX, local_region out of
+ * range, or a price that is negative or not finite; TERN_ENOMEM.
+ */
+int node_egress_new(const struct plc_topology *topology, uint32_t local_region, node_egress **out,
+                    char *errmsg, size_t errmsg_len);
+void node_egress_free(node_egress *e); /* safe with NULL */
+
+/*
+ * Counts bytes that went from region `from` to region `to` for `cause`. Any
+ * thread. Regions must be below the topology's count and cause valid
+ * (asserted: a bad index is a caller's bug). from == to is not egress and is
+ * ignored.
+ */
+void node_egress_record(node_egress *e, uint32_t from, uint32_t to, node_egress_cause cause,
+                        uint64_t bytes);
+/* A client write of `bytes` that arrived in region origin (once per write, whatever it was then
+ * shipped to): the counterfactual ships it from origin to every other region. Any thread. */
+void node_egress_record_write(node_egress *e, uint32_t origin, uint64_t bytes);
+/* A client read of `bytes` served to region `region`, local or remote (once per read): free
+ * under full replication, counted for the local-read comparison. Any thread. */
+void node_egress_record_read(node_egress *e, uint32_t region, uint64_t bytes);
+
+/* Fills *out from the counters; dollars = bytes x USD per GB / 1e9. Any thread. */
+void node_egress_snapshot(node_egress *e, node_egress_totals *out);
+
+/*
+ * Appends the Prometheus text families of a snapshot to *text (malloc'd, *len bytes, or NULL
+ * and 0; reallocated): tern_egress_bytes_total and tern_egress_usd_total {from,to,cause} for
+ * every ordered pair of distinct regions and every cause (zeros included, so rate() sees
+ * each series from its start), tern_egress_written_bytes_total and
+ * tern_egress_read_bytes_total {region}, tern_egress_full_replication_usd_total and the
+ * gauge tern_egress_full_replication_ratio. TERN_ENOMEM leaves *text as it was.
+ */
+int node_egress_metrics_append(const node_egress_totals *t, char **text, size_t *len);
+/* The snapshot as the JSON document of GET /_tern/egress (malloc'd, NUL-terminated). */
+int node_egress_json(const node_egress_totals *t, char **out, size_t *len);
 
 /* ======================================================================
  * Logging: one line per event to stderr, "ts level component: message".

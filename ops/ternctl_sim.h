@@ -6,13 +6,15 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "node.h"
 #include "placement.h"
 #include "ternctl_internal.h"
 
 /* A topology, its bucket policies and a trace, owned together. */
 typedef struct ops__sim_input {
-    plc_topology topology;
-    plc_bucket_policy *policies; /* [0] is the "*" default */
+    node_topology document;      /* as node_topology_load read it; owns the policies */
+    plc_topology topology;       /* a copy of document.prices */
+    plc_bucket_policy *policies; /* views of document's: [0] is the "*" default */
     char **policy_buckets;       /* the bucket each policy is for ([0] "*" or NULL) */
     size_t policy_count;
     char **buckets; /* interned bucket names */
@@ -26,7 +28,8 @@ typedef struct ops__sim_input {
 } ops__sim_input;
 
 /* Each returns 0, or TERN_EPARSE / TERN_EIO / TERN_ENOMEM with "FILE[:LINE]: where: what" in
- * why. Read the topology first: the trace's regions and buckets are resolved against it. */
+ * why. Read the topology first (with node_topology_load, the parser ternd uses): the trace's
+ * regions and buckets are resolved against it. */
 int ops__sim_read_topology(ops__sim_input *in, const char *path, char *why, size_t why_len);
 int ops__sim_read_trace(ops__sim_input *in, const char *path, char *why, size_t why_len);
 void ops__sim_input_free(ops__sim_input *in);

@@ -1,9 +1,6 @@
-/* ternctl sim: reads the topology JSON and the trace CSV into the placement simulator's structures.
- */
+/* ternctl sim: reads the topology (with node/topology.c) and the trace CSV for the simulator. */
 #include <errno.h>
 #include <stdarg.h>
-#include <jansson.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,21 +8,19 @@
 #include "ternctl_sim.h"
 
 /*
- * Every error names the file and where in it: "T.json: egress_usd_per_gb.a.b: missing",
- * "trace.csv:17: field bytes: not a non-negative integer". The first error stops the read:
- * a simulator run on a half-understood input would print confident wrong numbers.
+ * Every error names the file and where in it: "trace.csv:17: field bytes: not a non-negative
+ * integer" (and the topology's, "T.json: egress_usd_per_gb.a.b: missing"). The first error
+ * stops the read: a simulator run on a half-understood input would print confident wrong
+ * numbers.
  */
 
 #define TRACE_LINE_MAX 4096
-#define BUCKETS_MAX    4096
 
-/* ---------------------------------------------------------------- topology */
+/* ---------------------------------------------------------------- errors, topology */
 
 static int region_index(const ops__sim_input *in, const char *name)
 {
-    for (size_t r = 0; r < in->topology.region_count; r++)
-        if (strcmp(in->topology.names[r], name) == 0) return (int)r;
-    return -1;
+    return node_topology_region(&in->document, name);
 }
 
 static int bad(char *why, size_t why_len, const char *file, const char *fmt, ...)
@@ -56,234 +51,17 @@ static int bad_line(char *why, size_t why_len, const char *file, size_t line, co
     return TERN_EPARSE;
 }
 
-static bool get_number(const json_t *v, double *out)
-{
-    if (!json_is_number(v)) return false;
-    *out = json_number_value(v);
-    return isfinite(*out) && *out >= 0;
-}
-
-/*
- * Refuses a key the format does not define: a misspelt "min_region" would otherwise leave the
- * default in force and the run would answer a question nobody asked. The live topology's own
- * fields (a region's peer and S3 endpoints, a bucket's rto_seconds) are known here too, so one
- * document serves ternd and the simulator.
- */
-static int check_keys(const json_t *obj, const char *const *known, const char *path,
-                      const char *file, char *why, size_t why_len)
-{
-    const char *key;
-    const json_t *v;
-    json_object_foreach((json_t *)obj, key, v)
-    {
-        bool ok = false;
-        for (size_t i = 0; known[i] != NULL && !ok; i++)
-            ok = strcmp(key, known[i]) == 0;
-        if (!ok)
-            return bad(why, why_len, file, "%s%s%s: unknown field", path, path[0] ? "." : "", key);
-    }
-    return 0;
-}
-
-static int parse_regions(ops__sim_input *in, const json_t *root, const char *file, char *why,
-                         size_t why_len)
-{
-    const json_t *regions = json_object_get(root, "regions");
-    if (regions == NULL) return bad(why, why_len, file, "regions: missing");
-    if (!json_is_array(regions) || json_array_size(regions) == 0 ||
-        json_array_size(regions) > PLC_REGIONS_MAX)
-        return bad(why, why_len, file, "regions: not an array of 1 to %d regions", PLC_REGIONS_MAX);
-    plc_topology *t = &in->topology;
-    for (size_t i = 0; i < json_array_size(regions); i++) {
-        const json_t *r = json_array_get(regions, i);
-        static const char *const region_keys[] = {"name", "storage_usd_per_gb_month",
-                                                  "peer_endpoints", "s3_endpoints", NULL};
-        char path[40];
-        snprintf(path, sizeof path, "regions[%zu]", i);
-        if (!json_is_object(r)) return bad(why, why_len, file, "%s: not an object", path);
-        int rc = check_keys(r, region_keys, path, file, why, why_len);
-        if (rc != 0) return rc;
-        const json_t *name = json_object_get(r, "name");
-        if (!json_is_string(name) || json_string_length(name) == 0 ||
-            json_string_length(name) >= PLC_REGION_NAME_MAX ||
-            strpbrk(json_string_value(name), ",\"\r\n") != NULL)
-            return bad(why, why_len, file,
-                       "regions[%zu].name: missing, or not a name of 1 to %d characters without "
-                       "commas or quotes",
-                       i, PLC_REGION_NAME_MAX - 1);
-        if (region_index(in, json_string_value(name)) >= 0)
-            return bad(why, why_len, file, "regions[%zu].name: '%s' appears twice", i,
-                       json_string_value(name));
-        double price;
-        const json_t *storage = json_object_get(r, "storage_usd_per_gb_month");
-        if (storage == NULL)
-            return bad(why, why_len, file, "regions[%zu].storage_usd_per_gb_month: missing", i);
-        if (!get_number(storage, &price))
-            return bad(why, why_len, file,
-                       "regions[%zu].storage_usd_per_gb_month: not a non-negative number", i);
-        snprintf(t->names[i], sizeof t->names[i], "%s", json_string_value(name));
-        t->storage_usd_per_gb_month[i] = price;
-        t->region_count = i + 1;
-    }
-    return 0;
-}
-
-/* A {from: {to: value}} matrix with every ordered pair of distinct regions present. */
-static int parse_matrix(ops__sim_input *in, const json_t *root, const char *field,
-                        double m[PLC_REGIONS_MAX][PLC_REGIONS_MAX], const char *file, char *why,
-                        size_t why_len)
-{
-    const json_t *outer = json_object_get(root, field);
-    if (outer == NULL) return bad(why, why_len, file, "%s: missing", field);
-    if (!json_is_object(outer)) return bad(why, why_len, file, "%s: not an object", field);
-    const char *from;
-    const json_t *row;
-    json_object_foreach((json_t *)outer, from, row)
-    {
-        if (region_index(in, from) < 0)
-            return bad(why, why_len, file, "%s.%s: unknown region", field, from);
-        if (!json_is_object(row))
-            return bad(why, why_len, file, "%s.%s: not an object", field, from);
-        const char *to;
-        const json_t *v;
-        json_object_foreach((json_t *)row, to, v)
-        {
-            if (region_index(in, to) < 0)
-                return bad(why, why_len, file, "%s.%s.%s: unknown region", field, from, to);
-            if (!json_is_number(v) || !isfinite(json_number_value(v)) || json_number_value(v) < 0)
-                return bad(why, why_len, file, "%s.%s.%s: not a non-negative number", field, from,
-                           to);
-        }
-    }
-    size_t k = in->topology.region_count;
-    for (size_t a = 0; a < k; a++)
-        for (size_t b = 0; b < k; b++) {
-            const json_t *v = json_object_get(json_object_get(outer, in->topology.names[a]),
-                                              in->topology.names[b]);
-            if (v == NULL && a != b)
-                return bad(why, why_len, file, "%s.%s.%s: missing", field, in->topology.names[a],
-                           in->topology.names[b]);
-            m[a][b] = v != NULL ? json_number_value(v) : 0;
-        }
-    return 0;
-}
-
-static int parse_region_list(ops__sim_input *in, const json_t *list, const char *path,
-                             plc_mask *out, const char *file, char *why, size_t why_len)
-{
-    *out = 0;
-    if (list == NULL) return 0;
-    if (!json_is_array(list)) return bad(why, why_len, file, "%s: not an array of regions", path);
-    for (size_t i = 0; i < json_array_size(list); i++) {
-        const json_t *v = json_array_get(list, i);
-        int r = json_is_string(v) ? region_index(in, json_string_value(v)) : -1;
-        if (r < 0) return bad(why, why_len, file, "%s[%zu]: not a region of the topology", path, i);
-        *out |= 1u << r;
-    }
-    return 0;
-}
-
-static int parse_policy(ops__sim_input *in, const char *name, const json_t *v, plc_bucket_policy *p,
-                        const char *file, char *why, size_t why_len)
-{
-    char path[300];
-    *p = (plc_bucket_policy){.min_regions = 1};
-    if (!json_is_object(v)) return bad(why, why_len, file, "buckets.%s: not an object", name);
-    static const char *const policy_keys[] = {"min_regions", "allowed_regions", "pinned_regions",
-                                              "rpo_seconds", "rto_seconds",     NULL};
-    snprintf(path, sizeof path, "buckets.%s", name);
-    int krc = check_keys(v, policy_keys, path, file, why, why_len);
-    if (krc != 0) return krc;
-    const json_t *min = json_object_get(v, "min_regions");
-    if (min != NULL) {
-        if (!json_is_integer(min) || json_integer_value(min) < 1 ||
-            json_integer_value(min) > (json_int_t)in->topology.region_count)
-            return bad(why, why_len, file,
-                       "buckets.%s.min_regions: not an integer from 1 to the region count (%zu)",
-                       name, in->topology.region_count);
-        p->min_regions = (uint32_t)json_integer_value(min);
-    }
-    const json_t *rpo = json_object_get(v, "rpo_seconds");
-    if (rpo != NULL) {
-        if (!json_is_integer(rpo) || json_integer_value(rpo) < 0 ||
-            json_integer_value(rpo) > 365 * 86400)
-            return bad(why, why_len, file,
-                       "buckets.%s.rpo_seconds: not an integer from 0 to a year", name);
-        p->rpo_seconds = (uint32_t)json_integer_value(rpo);
-    }
-    snprintf(path, sizeof path, "buckets.%s.allowed_regions", name);
-    int rc = parse_region_list(in, json_object_get(v, "allowed_regions"), path, &p->allowed, file,
-                               why, why_len);
-    if (rc != 0) return rc;
-    snprintf(path, sizeof path, "buckets.%s.pinned_regions", name);
-    rc = parse_region_list(in, json_object_get(v, "pinned_regions"), path, &p->pinned, file, why,
-                           why_len);
-    if (rc != 0) return rc;
-    plc_mask allowed = p->allowed ? p->allowed : (plc_mask)((1u << in->topology.region_count) - 1);
-    if (p->pinned & ~allowed)
-        return bad(why, why_len, file,
-                   "buckets.%s.pinned_regions: a region outside allowed_regions", name);
-    if ((uint32_t)__builtin_popcount(allowed) < p->min_regions)
-        return bad(why, why_len, file,
-                   "buckets.%s.min_regions: %u is more than the %d allowed regions", name,
-                   p->min_regions, __builtin_popcount(allowed));
-    return 0;
-}
-
-static int parse_buckets(ops__sim_input *in, const json_t *root, const char *file, char *why,
-                         size_t why_len)
-{
-    const json_t *buckets = json_object_get(root, "buckets");
-    size_t count = json_is_object(buckets) ? json_object_size(buckets) : 0;
-    if (buckets != NULL && !json_is_object(buckets))
-        return bad(why, why_len, file, "buckets: not an object");
-    if (count > BUCKETS_MAX) return bad(why, why_len, file, "buckets: more than %d", BUCKETS_MAX);
-    in->policies = calloc(count + 1, sizeof *in->policies);
-    in->policy_buckets = calloc(count + 1, sizeof *in->policy_buckets);
-    if (in->policies == NULL || in->policy_buckets == NULL) return TERN_ENOMEM;
-    /* Index 0 is the default ("*", or one region with everything allowed). */
-    in->policies[0] = (plc_bucket_policy){.min_regions = 1};
-    in->policy_count = 1;
-    const char *name;
-    const json_t *v;
-    json_object_foreach((json_t *)buckets, name, v)
-    {
-        bool star = strcmp(name, "*") == 0;
-        size_t i = star ? 0 : in->policy_count++;
-        int rc = parse_policy(in, name, v, &in->policies[i], file, why, why_len);
-        if (rc != 0) return rc;
-        in->policy_buckets[i] = strdup(name);
-        if (in->policy_buckets[i] == NULL) return TERN_ENOMEM;
-    }
-    return 0;
-}
-
+/* The document is ternd's topology too (node/topology.c); the simulator ignores its endpoints
+ * and RTOs, and works on a copy of its prices and views of its policies. */
 int ops__sim_read_topology(ops__sim_input *in, const char *path, char *why, size_t why_len)
 {
-    json_error_t error;
-    json_t *root = json_load_file(path, 0, &error);
-    if (root == NULL) {
-        if (error.line < 0 || strstr(error.text, "unable to open") != NULL)
-            return bad(why, why_len, path, "%s", error.text);
-        return bad(why, why_len, path, "line %d, column %d: %s", error.line, error.column,
-                   error.text);
-    }
-    int rc = json_is_object(root) ? 0 : bad(why, why_len, path, "not a JSON object");
-    static const char *const top_keys[] = {
-        "regions", "egress_usd_per_gb", "rtt_ms", "bandwidth_mb_per_s", "buckets", NULL};
-    if (rc == 0) rc = check_keys(root, top_keys, "", path, why, why_len);
-    if (rc == 0) rc = parse_regions(in, root, path, why, why_len);
-    if (rc == 0)
-        rc = parse_matrix(in, root, "egress_usd_per_gb", in->topology.egress_usd_per_gb, path, why,
-                          why_len);
-    if (rc == 0) rc = parse_matrix(in, root, "rtt_ms", in->topology.rtt_ms, path, why, why_len);
-    const json_t *bw = json_object_get(root, "bandwidth_mb_per_s");
-    if (rc == 0 && bw != NULL && !get_number(bw, &in->topology.bandwidth_mb_per_s))
-        rc = bad(why, why_len, path, "bandwidth_mb_per_s: not a non-negative number");
-    if (rc == 0) rc = parse_buckets(in, root, path, why, why_len);
-    if (rc == TERN_ENOMEM) tern_errmsg(why, why_len, "%s: out of memory", path);
-    json_decref(root);
-    return rc;
+    int rc = node_topology_load(path, &in->document, why, why_len);
+    if (rc != 0) return rc;
+    in->topology = in->document.prices;
+    in->policies = in->document.policies;
+    in->policy_buckets = in->document.policy_buckets;
+    in->policy_count = in->document.policy_count;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- trace */
@@ -331,9 +109,7 @@ static int intern_grow(intern_table *t)
 
 static uint32_t policy_for(const ops__sim_input *in, const char *bucket)
 {
-    for (size_t i = 1; i < in->policy_count; i++)
-        if (strcmp(in->policy_buckets[i], bucket) == 0) return (uint32_t)i;
-    return 0;
+    return (uint32_t)node_topology_bucket_policy(&in->document, bucket);
 }
 
 /* The interned copy of a bucket name (buckets are few; the last one found is tried first). */
@@ -524,13 +300,10 @@ void ops__sim_input_free(ops__sim_input *in)
         free((char *)in->objects[i].key);
     for (size_t i = 0; i < in->bucket_count; i++)
         free(in->buckets[i]);
-    for (size_t i = 0; in->policy_buckets != NULL && i < in->policy_count; i++)
-        free(in->policy_buckets[i]);
     free(in->buckets);
     free(in->bucket_policy);
     free(in->objects);
     free(in->events);
-    free(in->policies);
-    free(in->policy_buckets);
+    node_topology_free(&in->document);
     memset(in, 0, sizeof *in);
 }

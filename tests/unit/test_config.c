@@ -43,6 +43,7 @@ static const char *const env_vars[] = {
     "TERN_SNAPSHOT_THRESHOLD",
     "TERN_SNAPSHOT_ENTRIES",
     "TERN_JOIN",
+    "TERN_TOPOLOGY",
 };
 
 static int clean_env(void **state)
@@ -488,6 +489,7 @@ static void test_help_and_version(void **state)
         "--root-secret-key SECRET",
         "--key ACCESS:SECRET",
         "--log-level LEVEL",
+        "--topology FILE",
         "--version",
         "default ./data",
         "default 127.0.0.1:9000",
