@@ -66,6 +66,15 @@ static void stats_work(void *arg)
     j->rc = node_store_stats_get(j->server->store, &j->stats);
 }
 
+/* Egress families are rendered from a snapshot at each scrape rather than kept in the registry:
+ * their dollars are derived from bytes, and a registry counter could only hold the bytes. */
+static int append_egress_metrics(api_server *s, char **text, size_t *len)
+{
+    node_egress_totals totals;
+    node_egress_snapshot(s->egress, &totals);
+    return node_egress_metrics_append(&totals, text, len);
+}
+
 static void metrics_done(api__req *r, void *arg)
 {
     admin_job *j = arg;
@@ -73,7 +82,10 @@ static void metrics_done(api__req *r, void *arg)
         if (j->rc == 0) publish_store_gauges(r->server, &j->stats);
         char *text = NULL;
         size_t len = 0;
-        if (node_metrics_render(r->server->metrics, &text, &len) == 0) {
+        int rc = node_metrics_render(r->server->metrics, &text, &len);
+        if (rc == 0 && r->server->egress != NULL)
+            rc = append_egress_metrics(r->server, &text, &len);
+        if (rc == 0) {
             api__respond(r, 200, NULL, "text/plain; version=0.0.4; charset=utf-8", text, len);
         } else {
             api__respond_error(r, "InternalError", "Could not render metrics.");
@@ -115,6 +127,29 @@ static void status_done(api__req *r, void *arg)
         free(text);
     }
     free(j);
+}
+
+/* ---- /_tern/egress: egress accounting (node/egress.c) ---- */
+
+/* The snapshot reads atomics only, so it is answered on the loop thread. */
+static void egress_status(api__req *r)
+{
+    if (r->server->egress == NULL) {
+        api__respond_error(r, "NoTopology",
+                           "This node has no topology configured (regions and their egress "
+                           "prices), so it does not account egress.");
+        return;
+    }
+    node_egress_totals totals;
+    node_egress_snapshot(r->server->egress, &totals);
+    char *text = NULL;
+    size_t len = 0;
+    if (node_egress_json(&totals, &text, &len) != 0) {
+        api__respond_error(r, "InternalError", "Out of memory.");
+        return;
+    }
+    api__respond(r, 200, NULL, "application/json", text, len);
+    free(text);
 }
 
 /* ---- /_tern/cluster: the region group's status and membership changes ---- */
@@ -241,6 +276,9 @@ void api__admin_handle(api__req *r)
         return;
     case API_OP_ADMIN_CLUSTER_CHANGE:
         cluster_change(r);
+        return;
+    case API_OP_ADMIN_EGRESS:
+        egress_status(r);
         return;
     default:
         api__respond_error(r, "InvalidRequest", "Unknown admin endpoint.");

@@ -16,6 +16,9 @@ typedef struct {
     node_metrics *metrics;
     const node_config *config;
     int64_t started_ms;
+    /* Egress accounting for /metrics and GET /_tern/egress; NULL when the node has no topology
+     * (the endpoint then answers 404 NoTopology and /metrics has no tern_egress_ families). */
+    node_egress *egress;
 } api_server_options;
 
 /* Binds config->s3_listen and starts accepting. errmsg gets the reason on failure. */

@@ -164,6 +164,8 @@ static int route(const api__req *r)
             return API_OP_ADMIN_STATUS;
         if (r->method == HTTP_GET && r->key && strcmp(r->key, "cluster") == 0)
             return API_OP_ADMIN_CLUSTER;
+        if (r->method == HTTP_GET && r->key && strcmp(r->key, "egress") == 0)
+            return API_OP_ADMIN_EGRESS;
         if (r->method == HTTP_POST && r->key && strncmp(r->key, "cluster/", 8) == 0)
             return API_OP_ADMIN_CLUSTER_CHANGE;
         return API_OP_UNKNOWN;
@@ -347,6 +349,7 @@ void api__s3_handle(api__req *r)
     case API_OP_ADMIN_STATUS:
     case API_OP_ADMIN_CLUSTER:
     case API_OP_ADMIN_CLUSTER_CHANGE:
+    case API_OP_ADMIN_EGRESS:
         api__admin_handle(r);
         return;
     case API_OP_PUT_OBJECT:

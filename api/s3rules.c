@@ -408,6 +408,8 @@ static const struct {
     {"NoSuchBucket", 404, "The specified bucket does not exist"},
     {"NoSuchKey", 404, "The specified key does not exist"},
     {"NoSuchUpload", 404, "The specified multipart upload does not exist"},
+    /* tern's own: /_tern/egress on a node without a topology (no prices to account with). */
+    {"NoTopology", 404, "This node has no topology configured"},
     {"NotImplemented", 501, "A header you provided implies functionality that is not implemented"},
     /* Not an error document: 304 answers carry no body; listed so callers get the status. */
     {"NotModified", 304, "Not Modified"},

@@ -53,6 +53,7 @@
     X(ADMIN_STATUS, "AdminStatus")                                                                 \
     X(ADMIN_CLUSTER, "AdminCluster")                                                               \
     X(ADMIN_CLUSTER_CHANGE, "AdminClusterChange")                                                  \
+    X(ADMIN_EGRESS, "AdminEgress")                                                                 \
     X(LIST_BUCKETS, "ListBuckets")                                                                 \
     X(CREATE_BUCKET, "CreateBucket")                                                               \
     X(HEAD_BUCKET, "HeadBucket")                                                                   \
@@ -101,6 +102,7 @@ struct api_server {
     node_group *group;
     node_metrics *metrics;
     const node_config *config;
+    node_egress *egress; /* may be NULL: no topology */
     int64_t started_ms;
     uv_tcp_t listener;
     bool listening;

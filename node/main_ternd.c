@@ -1,4 +1,5 @@
 /* ternd: the tern node daemon: config, store, region group, S3 server, scrubber, signals. */
+#include <assert.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +21,12 @@
 typedef struct {
     uv_loop_t *loop;
     node_config cfg;
+    /* The --topology document (regions, endpoints, prices, policies), checked before anything
+     * starts; empty (no regions) without --topology. */
+    node_topology topology;
+    /* Egress accounting priced from the topology; NULL without one. Nothing records into it
+     * until the geo-replicator does (issue 5): until then it reports zeros. */
+    node_egress *egress;
     node_store *store;
     node_sm *sm;
     node_group *group;
@@ -275,7 +282,8 @@ static int start(ternd *d)
                              .group = d->group,
                              .metrics = d->metrics,
                              .config = &d->cfg,
-                             .started_ms = tern_now_ms()};
+                             .started_ms = tern_now_ms(),
+                             .egress = d->egress};
     if (api_server_start(&ao, &d->server, errmsg, sizeof errmsg) != 0) {
         fprintf(stderr, "ternd: %s\n", errmsg);
         return 1;
@@ -302,6 +310,25 @@ static int start(ternd *d)
     return 0;
 }
 
+/* Loads --topology, if given, and checks that this node's region is one of its regions: a node
+ * must not start in a region the rest of the deployment does not know. */
+static int load_topology(ternd *d, char *errmsg, size_t errmsg_len)
+{
+    const char *path = d->cfg.topology;
+    if (path == NULL) return 0;
+    int rc = node_topology_load(path, &d->topology, errmsg, errmsg_len);
+    if (rc == 0)
+        rc = node_topology_check_region(&d->topology, d->cfg.region, path, errmsg, errmsg_len);
+    if (rc != 0) return rc;
+    int region = node_topology_region(&d->topology, d->cfg.region);
+    assert(region >= 0); /* node_topology_check_region passed */
+    rc = node_egress_new(&d->topology.prices, (uint32_t)region, &d->egress, errmsg, errmsg_len);
+    if (rc != 0) return rc;
+    node_log(NODE_LOG_INFO, "ternd", "topology %s: %zu region(s), %zu bucket(s) with a policy",
+             path, d->topology.prices.region_count, d->topology.policy_count - 1);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     ternd d = {0};
@@ -318,6 +345,13 @@ int main(int argc, char **argv)
     }
     int level = node_log_level_parse(d.cfg.log_level ? d.cfg.log_level : "info");
     node_log_set_level(level < 0 ? NODE_LOG_INFO : level);
+    if (load_topology(&d, errmsg, sizeof errmsg) != 0) {
+        fprintf(stderr, "ternd: %s\n", errmsg);
+        node_egress_free(d.egress);
+        node_topology_free(&d.topology);
+        node_config_free(&d.cfg);
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     set_threadpool_size(d.cfg.io_threads);
     d.loop = uv_default_loop();
@@ -338,6 +372,8 @@ int main(int argc, char **argv)
     node_orphans_free(d.orphans);
     node_store_close(d.store);
     node_metrics_free(d.metrics);
+    node_egress_free(d.egress);
+    node_topology_free(&d.topology);
     node_config_free(&d.cfg);
     uv_loop_close(d.loop);
     if (exit_code == 0) node_log(NODE_LOG_INFO, "ternd", "stopped cleanly");

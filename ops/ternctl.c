@@ -34,6 +34,7 @@ static void print_usage(FILE *f)
             "                (GET /_tern/status)\n"
             "%s"
             "%s"
+            "%s"
             "  help          show this help\n"
             "\n"
             "Options:\n"
@@ -45,7 +46,7 @@ static void print_usage(FILE *f)
             "  -h, --help            show this help\n"
             "\n"
             "Exit status: 0 success, 1 the command failed, 2 usage error.\n",
-            ops__cluster_usage, ops__sim_usage, DEFAULT_ENDPOINT);
+            ops__cluster_usage, ops__egress_usage, ops__sim_usage, DEFAULT_ENDPOINT);
 }
 
 int ops__usage_error(const ops__options *o, const char *fmt, ...)
@@ -527,12 +528,13 @@ static int run_command(ops__options *o, int argc, char **argv)
         return EXIT_OK;
     }
     bool cluster = strcmp(command, "cluster") == 0;
+    bool egress = strcmp(command, "egress") == 0;
     ops__cluster_cmd cluster_cmd;
     if (cluster) {
         /* Argument mistakes are reported before credentials are looked at. */
         int rc = ops__cluster_parse(o, argc - optind - 1, argv + optind + 1, &cluster_cmd);
         if (rc != EXIT_OK) return rc;
-    } else if (strcmp(command, "status") != 0) {
+    } else if (!egress && strcmp(command, "status") != 0) {
         return ops__usage_error(o, "unknown command '%s'", command);
     } else if (optind + 1 < argc) {
         return ops__usage_error(o, "unexpected argument '%s' after the command", argv[optind + 1]);
@@ -549,7 +551,9 @@ static int run_command(ops__options *o, int argc, char **argv)
         fprintf(o->err, "ternctl: cannot initialize libcurl\n");
         return EXIT_FAILED;
     }
-    int rc = cluster ? ops__cluster_run(o, &cluster_cmd) : cmd_status(o);
+    int rc = cluster  ? ops__cluster_run(o, &cluster_cmd)
+             : egress ? ops__egress_run(o)
+                      : cmd_status(o);
     curl_global_cleanup();
     return rc;
 }

@@ -1,4 +1,4 @@
-/* ternctl internals shared by ternctl.c (options, signed HTTP, status) and ternctl_cluster.c. */
+/* ternctl internals shared by ternctl.c (options, signed HTTP, status) and its commands' files. */
 #ifndef TERN_OPS_TERNCTL_INTERNAL_H
 #define TERN_OPS_TERNCTL_INTERNAL_H
 
@@ -69,5 +69,10 @@ int ops__cluster_parse(const ops__options *o, int argc, char **argv, ops__cluste
 int ops__cluster_run(const ops__options *o, const ops__cluster_cmd *cmd);
 /* The "Commands:" lines of the usage text for the cluster commands. */
 extern const char ops__cluster_usage[];
+
+/* "ternctl egress" (ternctl_egress.c): GET /_tern/egress as a table or, with -o json, the
+ * document; EXIT_OK, or EXIT_FAILED after saying why (unreachable, no topology, ...). */
+int ops__egress_run(const ops__options *o);
+extern const char ops__egress_usage[];
 
 #endif

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import signal
+import shutil
 import subprocess
 import time
 
@@ -276,6 +277,61 @@ def test_status_requires_valid_signature(ternd):
     signer = ternlib.Signer(ternd.hostport, ternd.access_key, "not-the-secret")
     r = signer.request("GET", "/_tern/status")
     assert r.status == 403 and r.s3_code == "SignatureDoesNotMatch", r
+
+
+def test_egress_without_topology(ternd):
+    """A node without a topology accounts no egress: /_tern/egress says so with a 404 (still
+    behind SigV4), /metrics has no tern_egress_ family, and `ternctl egress` explains it."""
+    status, _, body = ternlib.http_request(ternd.hostport, "GET", "/_tern/egress")
+    assert status == 403, body
+    signer = ternlib.Signer(ternd.hostport, ternd.access_key, ternd.secret_key)
+    r = signer.request("GET", "/_tern/egress")
+    assert r.status == 404 and r.s3_code == "NoTopology", r
+    assert b"no topology configured" in r.body, r.body
+    text, _ = ternlib.fetch_metrics(ternd.hostport)
+    assert "tern_egress_" not in text
+    p = ternctl(*ternctl_auth(ternd), "egress")
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    assert p.stdout == ""
+    assert "has no topology configured" in p.stderr and "404 NoTopology" in p.stderr, p.stderr
+
+
+def test_egress_with_topology(ternd_factory, tmp_path):
+    """With --topology the node accounts egress: /_tern/egress and `ternctl egress` answer
+    (zeros until regions exchange data), /metrics has the families and promtool accepts them,
+    and a region the topology lacks stops ternd at start with the reason."""
+    topology = tmp_path / "topology.json"
+    topology.write_text(json.dumps({
+        "regions": [{"name": "us-east", "storage_usd_per_gb_month": 0.023},
+                    {"name": "eu-west", "storage_usd_per_gb_month": 0.023}],
+        "egress_usd_per_gb": {"us-east": {"eu-west": 0.02}, "eu-west": {"us-east": 0.02}},
+        "rtt_ms": {"us-east": {"eu-west": 75}, "eu-west": {"us-east": 75}},
+        "buckets": {"*": {"min_regions": 2}}}))
+    server = ternd_factory(extra_args=["--topology", str(topology), "--region", "eu-west"])
+    signer = ternlib.Signer(server.hostport, server.access_key, server.secret_key)
+    r = signer.request("GET", "/_tern/egress")
+    assert r.status == 200, r
+    doc = json.loads(r.body)
+    assert doc["local_region"] == "eu-west" and doc["total"]["usd"] == 0, doc
+    assert doc["full_replication"]["usd"] == 0, doc
+    text, _ = ternlib.fetch_metrics(server.hostport)
+    assert 'tern_egress_bytes_total{from="us-east",to="eu-west",cause="replication"} 0' in text
+    promtool = shutil.which("promtool")
+    if promtool:
+        p = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                           text=True, timeout=30)
+        assert p.returncode == 0, p.stdout + p.stderr
+    p = ternctl(*ternctl_auth(server), "egress", "-o", "json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["total"]["bytes"] == 0
+
+    bad = ternd_factory(extra_args=["--topology", str(topology), "--region", "ap-south"],
+                        start=False)
+    bad.port = ternlib.free_port()
+    p = subprocess.run(bad._argv(), capture_output=True, text=True, timeout=30,
+                       env=bad._env(), stdin=subprocess.DEVNULL)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "region 'ap-south' is not in topology" in p.stderr, p.stderr
 
 
 # ---------------------------------------------------------------- ternctl

@@ -1039,6 +1039,198 @@ static void test_cluster_usage_errors(void **state)
     }
 }
 
+/* ---- ternctl egress ---- */
+
+/* What node_egress_json answers for three regions (us-east, eu-west, ap-south) after 3 GB of
+ * replication us-east -> eu-west at 0.02, 0.25 GB of repair ap-south -> us-east at 0.09, 1.5 MB
+ * of remote read ap-south -> eu-west at 0.08, and writes of 3 GB in us-east (full replication
+ * 0.07/GB) and 2 GB in ap-south (0.10/GB): 0.08262 USD against 0.41. */
+#define EGRESS_JSON                                                                                \
+    "{\"local_region\":\"us-east\",\"regions\":[{\"name\":\"us-east\",\"writes\":1,"               \
+    "\"written_bytes\":3000000000,\"reads\":1,\"read_bytes\":2000000,"                             \
+    "\"full_replication_usd_per_gb\":0.07},{\"name\":\"eu-west\",\"writes\":0,"                    \
+    "\"written_bytes\":0,\"reads\":1,\"read_bytes\":6000000,\"full_replication_usd_per_gb\":0.07}" \
+    ","                                                                                            \
+    "{\"name\":\"ap-south\",\"writes\":1,\"written_bytes\":2000000000,\"reads\":0,"                \
+    "\"read_bytes\":0,\"full_replication_usd_per_gb\":0.1}],\"flows\":[{\"from\":\"us-east\","     \
+    "\"to\":\"eu-west\",\"cause\":\"replication\",\"bytes\":3000000000,\"usd\":0.06,"              \
+    "\"usd_per_gb\":0.02},{\"from\":\"ap-south\",\"to\":\"us-east\",\"cause\":\"repair\","         \
+    "\"bytes\":250000000,\"usd\":0.0225,\"usd_per_gb\":0.09},{\"from\":\"ap-south\","              \
+    "\"to\":\"eu-west\",\"cause\":\"remote_read\",\"bytes\":1500000,\"usd\":0.00012,"              \
+    "\"usd_per_gb\":0.08}],\"by_cause\":{\"replication\":{\"bytes\":3000000000,\"usd\":0.06},"     \
+    "\"remote_read\":{\"bytes\":1500000,\"usd\":0.00012},\"repair\":{\"bytes\":250000000,"         \
+    "\"usd\":0.0225}},\"total\":{\"bytes\":3251500000,\"usd\":0.08262},\"reads\":{\"count\":2,"    \
+    "\"bytes\":8000000,\"local_bytes_ratio\":0.8125},\"full_replication\":{\"usd\":0.41,"          \
+    "\"ratio\":0.201512195121951,\"saving_usd\":0.32738,\"writes\":2,"                             \
+    "\"written_bytes\":5000000000,\"local_read_bytes_ratio\":1.0}}"
+
+#define NO_TOPOLOGY_XML                                                                            \
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoTopology</Code><Message>This "     \
+    "node has no topology configured (regions and their egress prices), so it does not account "   \
+    "egress.</Message><Resource>/_tern/egress</Resource><RequestId>1</RequestId></Error>"
+
+static run_result run_egress(const char *url, bool json)
+{
+    char *argv[] = {"ternctl",      "--endpoint", (char *)url, "--access-key", "AKIDTEST",
+                    "--secret-key", "secret-123", "egress",    "-o",           "json"};
+    return run(json ? ARGC(argv) : ARGC(argv) - 2, argv);
+}
+
+static void test_egress_table(void **state)
+{
+    (void)state;
+    test_server *s = server_start(200, "OK", "application/json", EGRESS_JSON);
+    char *url = endpoint_of(s->port);
+    run_result r = run_egress(url, false);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    assert_string_equal(
+        r.out,
+        "Local region: us-east\n"
+        "\n"
+        "FROM      TO       CAUSE                       BYTES             USD  USD/GB\n"
+        "us-east   eu-west  replication            3000000000            0.06  0.02\n"
+        "ap-south  us-east  repair                  250000000          0.0225  0.09\n"
+        "ap-south  eu-west  remote_read               1500000         0.00012  0.08\n"
+        "\n"
+        "CAUSE                       BYTES             USD\n"
+        "replication            3000000000            0.06\n"
+        "remote_read               1500000         0.00012\n"
+        "repair                  250000000          0.0225\n"
+        "total                  3251500000         0.08262\n"
+        "\n"
+        "Writes              2 (5000000000 bytes)\n"
+        "Reads               2 (8000000 bytes)\n"
+        "Local read bytes    0.8125 (full replication: 1)\n"
+        "Full replication    0.41 USD (the same writes copied to every other region over the "
+        "cheapest tree)\n"
+        "Actual / full       0.2015\n"
+        "Saving              0.3274 USD (79.8% of full replication)\n");
+    pthread_mutex_lock(&s->lock);
+    assert_true(strncmp(s->request, "GET /_tern/egress HTTP/1.1\r\n", 28) == 0);
+    assert_sigv4_valid(s->request, "/_tern/egress", "secret-123");
+    pthread_mutex_unlock(&s->lock);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+static void test_egress_json(void **state)
+{
+    (void)state;
+    test_server *s = server_start(200, "OK", "application/json", EGRESS_JSON);
+    char *url = endpoint_of(s->port);
+    run_result r = run_egress(url, true);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    json_error_t error;
+    json_t *printed = json_loads(r.out, 0, &error);
+    json_t *sent = json_loads(EGRESS_JSON, 0, &error);
+    assert_non_null(printed);
+    assert_non_null(sent);
+    assert_true(json_equal(printed, sent)); /* the node's document, as it sent it */
+    json_decref(printed);
+    json_decref(sent);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+/* A node that has accounted nothing yet: no flows, no write to compare with. */
+static void test_egress_nothing_yet(void **state)
+{
+    (void)state;
+    test_server *s = server_start(
+        200, "OK", "application/json",
+        "{\"local_region\":\"solo\",\"regions\":[{\"name\":\"solo\",\"writes\":0}],\"flows\":[],"
+        "\"by_cause\":{},\"total\":{\"bytes\":0,\"usd\":0.0},\"reads\":{\"count\":0,\"bytes\":0,"
+        "\"local_bytes_ratio\":1.0},\"full_replication\":{\"usd\":0.0,\"ratio\":0.0,"
+        "\"saving_usd\":0.0,\"writes\":0,\"written_bytes\":0}}");
+    char *url = endpoint_of(s->port);
+    run_result r = run_egress(url, false);
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "No bytes have crossed regions yet.\n"));
+    assert_non_null(strstr(r.out, "total                           0               0\n"));
+    assert_non_null(strstr(r.out, "Full replication    0 USD"));
+    assert_non_null(strstr(r.out, "Actual / full       - (no write has been priced yet)\n"));
+    assert_null(strstr(r.out, "Saving"));
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+static void test_egress_errors(void **state)
+{
+    (void)state;
+    /* No topology: the node's 404 NoTopology is said plainly. */
+    test_server *s = server_start(404, "Not Found", "application/xml", NO_TOPOLOGY_XML);
+    char *url = endpoint_of(s->port);
+    run_result r = run_egress(url, false);
+    assert_int_equal(r.rc, 1);
+    assert_string_equal(r.out, "");
+    char *expected;
+    assert_true(asprintf(&expected,
+                         "ternctl: egress: the node at %s has no topology configured (regions "
+                         "and their egress prices), so it does not account egress (HTTP 404 "
+                         "NoTopology)\n",
+                         url) > 0);
+    assert_string_equal(r.err, expected);
+    free(expected);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+    /* A node from before /_tern/egress. */
+    s = server_start(400, "Bad Request", "application/xml",
+                     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidRequest"
+                     "</Code><Message>Unknown admin endpoint.</Message></Error>");
+    url = endpoint_of(s->port);
+    r = run_egress(url, false);
+    assert_int_equal(r.rc, 1);
+    assert_non_null(strstr(r.err, "does not serve /_tern/egress (is it older than this "
+                                  "ternctl?)\n"));
+    result_free(&r);
+    free(url);
+    server_stop(s);
+    /* Anything else goes through the common reporter. */
+    s = server_start(500, "Internal Server Error", "application/xml", INTERNAL_XML);
+    url = endpoint_of(s->port);
+    r = run_egress(url, false);
+    assert_int_equal(r.rc, 1);
+    assert_non_null(strstr(r.err, "GET "));
+    assert_non_null(strstr(r.err, "/_tern/egress: HTTP 500 (InternalError): disk & soul\n"));
+    result_free(&r);
+    free(url);
+    server_stop(s);
+    /* A 200 that is not the egress document. */
+    s = server_start(200, "OK", "application/json", "{\"node_id\":1}");
+    url = endpoint_of(s->port);
+    r = run_egress(url, false);
+    assert_int_equal(r.rc, 1);
+    assert_non_null(strstr(r.err, "returned JSON without a \"flows\" array\n"));
+    result_free(&r);
+    free(url);
+    server_stop(s);
+    /* Unreachable. */
+    int port;
+    int fd = bind_loopback(false, &port);
+    url = endpoint_of(port);
+    r = run_egress(url, false);
+    assert_int_equal(r.rc, 1);
+    assert_true(asprintf(&expected, "ternctl: cannot reach the node at %s: ", url) > 0);
+    assert_true(strncmp(r.err, expected, strlen(expected)) == 0);
+    free(expected);
+    result_free(&r);
+    free(url);
+    close(fd);
+    /* Usage. */
+    char *extra[] = {"ternctl", "--endpoint", "http://127.0.0.1:1", "egress", "now"};
+    expect_usage_error(ARGC(extra), extra, "unexpected argument 'now'");
+    char *help[] = {"ternctl", "--help"};
+    r = run(ARGC(help), help);
+    assert_non_null(strstr(r.out, "  egress        egress bytes and dollars"));
+    result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1064,6 +1256,10 @@ int main(void)
         cmocka_unit_test_setup(test_cluster_changes, clean_env),
         cmocka_unit_test_setup(test_cluster_change_errors, clean_env),
         cmocka_unit_test_setup(test_cluster_usage_errors, clean_env),
+        cmocka_unit_test_setup(test_egress_table, clean_env),
+        cmocka_unit_test_setup(test_egress_json, clean_env),
+        cmocka_unit_test_setup(test_egress_nothing_yet, clean_env),
+        cmocka_unit_test_setup(test_egress_errors, clean_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
