@@ -65,6 +65,16 @@ void tern_errmsg(char *buf, size_t buf_len, const char *fmt, ...)
 #define TERN_MAX(a, b)    ((a) > (b) ? (a) : (b))
 
 /* Little-endian integers in byte buffers (every on-disk and on-wire format of ours). */
+/* splitmix64 (Steele, Lea and Flood): a seeded stream of well-mixed 64-bit values, the same on
+ * every platform; used to seed generators and as the simulator's own generator. */
+static inline uint64_t tern_splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
 /*
  * Hybrid logical clock (Kulkarni et al., "Logical Physical Clocks", 2014): a
  * timestamp is physical milliseconds in the high 48 bits and a logical

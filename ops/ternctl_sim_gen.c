@@ -60,10 +60,7 @@ typedef struct {
 
 static uint64_t rng_next(gen_rng *r)
 {
-    uint64_t z = (r->state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return tern_splitmix64(&r->state);
 }
 
 /* Uniform in [0, 1). */

@@ -5,20 +5,11 @@
 
 /* ---------------------------------------------------------------- randomness */
 
-/* splitmix64 spreads one seed over xoshiro256**'s state (the generator's authors' advice). */
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 void plc__rng_seed(plc__rng *r, uint64_t seed)
 {
     uint64_t x = seed;
     for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&x);
+        r->s[i] = tern_splitmix64(&x); /* spreads one seed over the state, as its authors advise */
 }
 
 static uint64_t rotl(uint64_t x, int k)

@@ -118,10 +118,7 @@ typedef struct {
 /* splitmix64, as ternctl sim gen uses: the same seed gives the same workload everywhere. */
 static uint64_t rng_next(bench_rng *r)
 {
-    uint64_t z = (r->state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return tern_splitmix64(&r->state);
 }
 
 static double rng_unit(bench_rng *r)
