@@ -19,6 +19,8 @@ typedef struct {
     /* Egress accounting for /metrics and GET /_tern/egress; NULL when the node has no topology
      * (the endpoint then answers 404 NoTopology and /metrics has no tern_egress_ families). */
     node_egress *egress;
+    /* The deployment's topology, to check bucket policies against; NULL without one. */
+    const node_topology *topology;
 } api_server_options;
 
 /* Binds config->s3_listen and starts accepting. errmsg gets the reason on failure. */

@@ -18,7 +18,7 @@ struct mp_job {
     int rc;
     const char *not_found_code;
     const char *s3_code;
-    char message[256];
+    char message[API_RESIDENCY_MESSAGE_MAX];
     int status;
     api__buf body;
     node_manifest tmpl;
@@ -68,6 +68,20 @@ static void xml_text(api__buf *b, const char *tag, const char *value)
     api__buf_printf(b, "</%s>", tag);
 }
 
+/* True (with j's refusal set) when the bucket's residency policy excludes this node's region:
+ * checked when an upload starts and again when it completes (the policy may change between). */
+static bool residency_refused(mp_job *j)
+{
+    node_bucket b;
+    char msg[API_RESIDENCY_MESSAGE_MAX];
+    if (node_store_bucket_get(j->store, j->r->bucket, &b) != 0 ||
+        api__residency_allows(j->r->server, &b, msg, sizeof msg))
+        return false;
+    j->s3_code = "ResidencyViolation";
+    snprintf(j->message, sizeof j->message, "%s", msg);
+    return true;
+}
+
 /* Distinguishes a missing bucket from a missing upload for the error code. */
 static void upload_not_found(mp_job *j)
 {
@@ -80,6 +94,7 @@ static void create_work(mp_job *j)
 {
     api__req *r = j->r;
     char upload_id[NODE_UPLOAD_ID_MAX + 1];
+    if (residency_refused(j)) return;
     j->rc = node_cmd_upload_create(r->server->group, r->bucket, r->key, &j->tmpl, tern_now_ms(),
                                    upload_id);
     if (j->rc == TERN_ENOTFOUND) {
@@ -170,6 +185,7 @@ static void complete_work(mp_job *j)
     if ((j->rc = node_group_read_barrier_wait(j->r->server->group)) != 0) return;
     api__req *r = j->r;
     const char *upload_id = api__req_param(r, "uploadId");
+    if (residency_refused(j)) return;
     node_manifest *tmpl = NULL;
     j->rc = node_store_upload_get(j->store, r->bucket, r->key, upload_id, &tmpl);
     if (j->rc == TERN_ENOTFOUND) upload_not_found(j);

@@ -93,6 +93,9 @@ typedef struct {
     uint64_t reserve_bytes;
     int rc;
     bool bucket_missing;
+    const api_server *server;
+    bool residency_refused;
+    char residency_message[API_RESIDENCY_MESSAGE_MAX];
 } precheck_job;
 
 static void precheck_work(void *arg)
@@ -106,6 +109,11 @@ static void precheck_work(void *arg)
         j->rc = node_store_bucket_get(j->store, j->bucket, &b);
     if (j->rc == TERN_ENOTFOUND) {
         j->bucket_missing = true;
+        return;
+    }
+    if (j->rc == 0 &&
+        !api__residency_allows(j->server, &b, j->residency_message, sizeof j->residency_message)) {
+        j->residency_refused = true;
         return;
     }
     uint64_t free_bytes;
@@ -129,6 +137,12 @@ static void precheck_done(api__req *r, void *arg)
     precheck_job *j = arg;
     int rc = j->rc;
     bool bucket_missing = j->bucket_missing;
+    if (j->residency_refused && !r->aborted) {
+        r->close_after = true;
+        api__respond_error(r, "ResidencyViolation", j->residency_message);
+        free(j);
+        return;
+    }
     free(j);
     if (r->aborted) return;
     if (rc != 0) {
@@ -226,11 +240,13 @@ int api__put_begin(api__req *r, bool is_part)
     j->upload_id = p->upload_id;
     j->expected_bytes = expected;
     j->reserve_bytes = r->server->config->disk_reserve_bytes;
+    j->server = r->server;
     /* The common case (a known bucket, in memory; not a part) passes right here: statvfs is
      * a cheap syscall, and the pool round trip per PUT cost two context switches. */
     node_bucket b;
     uint64_t free_bytes;
     if (p->upload_id == NULL && node_store_bucket_get_cached(j->store, j->bucket, &b) == 0 &&
+        node_bucket_policy_allows(&b.policy, r->server->config->region) &&
         (expected == UINT64_MAX || j->reserve_bytes == 0 ||
          (node_store_disk_free(j->store, &free_bytes) == 0 &&
           free_bytes >= j->reserve_bytes + expected))) {
@@ -751,6 +767,7 @@ typedef struct {
     int rc;
     const char *s3_code;
     const char *message;
+    char residency_message[API_RESIDENCY_MESSAGE_MAX];
 } copy_job;
 
 static void copy_work(void *arg)
@@ -759,6 +776,14 @@ static void copy_work(void *arg)
     api__req *r = j->r;
     node_store *store = r->server->store;
     if ((j->rc = node_group_read_barrier_wait(r->server->group)) != 0) return;
+    node_bucket dst_bucket;
+    if (node_store_bucket_get(store, r->bucket, &dst_bucket) == 0 &&
+        !api__residency_allows(r->server, &dst_bucket, j->residency_message,
+                               sizeof j->residency_message)) {
+        j->s3_code = "ResidencyViolation";
+        j->message = j->residency_message;
+        return;
+    }
     for (int attempt = 0; attempt < 3; attempt++) {
         node_manifest_free(j->src);
         j->src = NULL;

@@ -155,6 +155,15 @@ static int route_object(const api__req *r)
     }
 }
 
+/* "buckets/NAME/policy" -> NAME's end (a pointer to "/policy"), else NULL. */
+static const char *policy_path(const char *key)
+{
+    const char *name = key + strlen("buckets/");
+    const char *slash = strchr(name, '/');
+    if (slash == NULL || slash == name || strcmp(slash, "/policy") != 0) return NULL;
+    return slash;
+}
+
 static int route(const api__req *r)
 {
     if (r->bucket == NULL)
@@ -168,6 +177,11 @@ static int route(const api__req *r)
             return API_OP_ADMIN_EGRESS;
         if (r->method == HTTP_POST && r->key && strncmp(r->key, "cluster/", 8) == 0)
             return API_OP_ADMIN_CLUSTER_CHANGE;
+        if (r->key && strncmp(r->key, "buckets/", 8) == 0 && policy_path(r->key) != NULL) {
+            if (r->method == HTTP_GET) return API_OP_ADMIN_POLICY_GET;
+            if (r->method == HTTP_PUT) return API_OP_ADMIN_POLICY_PUT;
+            if (r->method == HTTP_DELETE) return API_OP_ADMIN_POLICY_DELETE;
+        }
         return API_OP_UNKNOWN;
     }
     if (has_unsupported_subresource(r)) return API_OP_NOT_IMPLEMENTED;
@@ -312,6 +326,7 @@ void api__s3_headers_done(api__req *r)
     case API_OP_CREATE_BUCKET:
     case API_OP_COMPLETE_UPLOAD:
     case API_OP_DELETE_OBJECTS:
+    case API_OP_ADMIN_POLICY_PUT:
         r->body_mode = API_BODY_BUFFER;
         break;
     default:
@@ -351,6 +366,12 @@ void api__s3_handle(api__req *r)
     case API_OP_ADMIN_CLUSTER_CHANGE:
     case API_OP_ADMIN_EGRESS:
         api__admin_handle(r);
+        return;
+    case API_OP_ADMIN_POLICY_GET:
+    case API_OP_ADMIN_POLICY_PUT:
+    case API_OP_ADMIN_POLICY_DELETE:
+        if (!buffered_payload_ok(r)) return;
+        api__policy_handle(r);
         return;
     case API_OP_PUT_OBJECT:
     case API_OP_UPLOAD_PART:

@@ -392,10 +392,14 @@ static const struct {
     {"InvalidObjectState", 403, "The operation is not valid for the current state of the object"},
     {"InvalidPart", 400, "One or more of the specified parts could not be found"},
     {"InvalidPartOrder", 400, "The list of parts was not in ascending order"},
+    /* tern's own: a bucket policy that does not hold together (the message names the field). */
+    {"InvalidPolicy", 400, "The bucket policy is not valid"},
     {"InvalidURI", 400, "Couldn't parse the specified URI"},
     {"InvalidRange", 416, "The requested range is not satisfiable"},
     {"InvalidRequest", 400, "Invalid Request"},
     {"KeyTooLongError", 400, "Your key is too long"},
+    /* tern's own: an admin request body that is not the JSON document asked for. */
+    {"MalformedJSON", 400, "The JSON you provided was not well-formed"},
     {"MalformedXML", 400,
      "The XML you provided was not well-formed or did not validate against "
      "our published schema"},
@@ -417,6 +421,8 @@ static const struct {
     {"RequestHeaderSectionTooLarge", 400,
      "Your request header section exceeds the maximum allowed "
      "size"},
+    /* tern's own: the bucket's residency policy does not allow this node's region. */
+    {"ResidencyViolation", 403, "The bucket's policy does not allow its data in this region"},
     {"RequestTimeTooSkewed", 403,
      "The difference between the request time and the current time "
      "is too large"},

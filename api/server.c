@@ -1022,6 +1022,7 @@ int api_server_start(const api_server_options *opts, api_server **out, char *err
     s->metrics = opts->metrics;
     s->config = opts->config;
     s->egress = opts->egress;
+    s->topology = opts->topology;
     s->started_ms = opts->started_ms;
     if (load_credentials(s, opts->config) != 0) goto err;
     register_metrics(s);

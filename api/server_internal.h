@@ -54,6 +54,9 @@
     X(ADMIN_CLUSTER, "AdminCluster")                                                               \
     X(ADMIN_CLUSTER_CHANGE, "AdminClusterChange")                                                  \
     X(ADMIN_EGRESS, "AdminEgress")                                                                 \
+    X(ADMIN_POLICY_GET, "AdminBucketPolicyGet")                                                    \
+    X(ADMIN_POLICY_PUT, "AdminBucketPolicyPut")                                                    \
+    X(ADMIN_POLICY_DELETE, "AdminBucketPolicyDelete")                                              \
     X(LIST_BUCKETS, "ListBuckets")                                                                 \
     X(CREATE_BUCKET, "CreateBucket")                                                               \
     X(HEAD_BUCKET, "HeadBucket")                                                                   \
@@ -103,6 +106,7 @@ struct api_server {
     node_metrics *metrics;
     const node_config *config;
     node_egress *egress; /* may be NULL: no topology */
+    const node_topology *topology; /* may be NULL */
     int64_t started_ms;
     uv_tcp_t listener;
     bool listening;
@@ -276,6 +280,12 @@ int api__s3_body(api__req *r, const char *data, size_t len);
 
 /* Admin and probes (admin.c). */
 void api__admin_handle(api__req *r);
+/* /_tern/buckets/NAME/policy: GET, PUT (JSON body), DELETE (api/policy.c). */
+void api__policy_handle(api__req *r);
+/* Residency: whether this node's region may store bucket b's data; if not, msg says why and
+ * where to go instead (answered as 403 ResidencyViolation). */
+bool api__residency_allows(const api_server *s, const node_bucket *b, char *msg, size_t msg_len);
+#define API_RESIDENCY_MESSAGE_MAX 800
 
 /* Object data paths (objects.c). */
 int api__put_begin(api__req *r, bool is_part);

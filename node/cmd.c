@@ -31,6 +31,14 @@ int node_cmd_bucket_delete(node_group *g, const char *name)
     return call(g, rc, c, n);
 }
 
+int node_cmd_bucket_policy_set(node_group *g, const char *name, const node_bucket_policy *p)
+{
+    uint8_t *c = NULL;
+    size_t n = 0;
+    int rc = node_sm_encode_bucket_policy(name, p, &c, &n);
+    return call(g, rc, c, n);
+}
+
 int node_cmd_block_put(node_group *g, const node_block_id *id, const void *data, size_t len)
 {
     uint8_t *c = NULL;

@@ -283,7 +283,8 @@ static int start(ternd *d)
                              .metrics = d->metrics,
                              .config = &d->cfg,
                              .started_ms = tern_now_ms(),
-                             .egress = d->egress};
+                             .egress = d->egress,
+                             .topology = d->topology.prices.region_count ? &d->topology : NULL};
     if (api_server_start(&ao, &d->server, errmsg, sizeof errmsg) != 0) {
         fprintf(stderr, "ternd: %s\n", errmsg);
         return 1;

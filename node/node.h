@@ -77,11 +77,38 @@ typedef struct {
     node_block_ref *blocks; /* in object order; sizes sum to size_bytes */
 } node_manifest;
 
+#define NODE_POLICY_REGIONS_MAX 8 /* PLC_REGIONS_MAX: a deployment has at most 8 regions */
+
+/*
+ * A bucket's durability and residency policy (issue 5). Regions are names, so
+ * a node without a topology can hold and enforce a policy; with a topology
+ * they are checked against it when set. allowed_count 0 = every region.
+ */
+typedef struct {
+    uint32_t min_regions; /* >= 1 */
+    uint32_t rpo_seconds; /* a write may have fewer holders than min_regions this long */
+    uint32_t rto_seconds; /* restore-time target for snapshots and drills */
+    uint32_t allowed_count, pinned_count;
+    char allowed[NODE_POLICY_REGIONS_MAX][NODE_REGION_MAX + 1];
+    char pinned[NODE_POLICY_REGIONS_MAX][NODE_REGION_MAX + 1];
+} node_bucket_policy;
+
 typedef struct {
     char name[NODE_BUCKET_NAME_MAX + 1];
     char region[NODE_REGION_MAX + 1];
     int64_t created_ms;
+    node_bucket_policy policy; /* the defaults for a bucket never given one */
 } node_bucket;
+
+/* The policy of a bucket never given one: min_regions 1, every region allowed. */
+void node_bucket_policy_default(node_bucket_policy *p);
+/* Checks a policy's own consistency (names, pinned within allowed, min_regions against the
+ * allowed count and, if region_count > 0, the deployment's region count): TERN_EINVAL with
+ * "field: why" in errmsg. */
+int node_bucket_policy_check(const node_bucket_policy *p, size_t region_count, char *errmsg,
+                             size_t errmsg_len);
+/* Whether region may store the bucket's data (residency). */
+bool node_bucket_policy_allows(const node_bucket_policy *p, const char *region);
 
 /* One entry of an object listing (no block list: listings stay cheap). */
 typedef struct {
@@ -217,6 +244,9 @@ int node_store_bucket_get(node_store *s, const char *name, node_bucket *out); /*
 int node_store_bucket_get_cached(node_store *s, const char *name, node_bucket *out);
 /* TERN_ENOTFOUND; TERN_ENOTEMPTY if it holds objects or multipart uploads in progress. */
 int node_store_bucket_delete(node_store *s, const char *name);
+/* Replaces the bucket's policy (checked with node_bucket_policy_check(p, 0)): TERN_ENOTFOUND,
+ * TERN_EINVAL. */
+int node_store_bucket_policy_set(node_store *s, const char *name, const node_bucket_policy *p);
 /* All buckets sorted by name; *out is malloc'd (free with free()). */
 int node_store_bucket_list(node_store *s, node_bucket **out, size_t *count);
 
@@ -361,6 +391,7 @@ typedef struct node_group node_group;
 
 int node_cmd_bucket_create(node_group *g, const char *name, const char *region, int64_t created_ms);
 int node_cmd_bucket_delete(node_group *g, const char *name);
+int node_cmd_bucket_policy_set(node_group *g, const char *name, const node_bucket_policy *p);
 /* The caller computed id with node_block_hash. */
 int node_cmd_block_put(node_group *g, const node_block_id *id, const void *data, size_t len);
 int node_cmd_object_put(node_group *g, const char *bucket, const char *key, const node_manifest *m);

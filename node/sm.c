@@ -20,6 +20,7 @@ enum {
     CMD_BLOCKS_COLLECT,
     CMD_OBJECT_PUT_WITH_BLOCK,
     CMD_PART_PUT_WITH_BLOCK,
+    CMD_BUCKET_POLICY,
 };
 
 /* Session record: u8 version | u64 max_seq | u64 window | i8 results[64]. */
@@ -83,6 +84,16 @@ int node_sm_encode_bucket_delete(const char *name, uint8_t **out, size_t *len)
     node__buf b;
     begin(&b, CMD_BUCKET_DELETE);
     put_str(&b, name);
+    return finish(&b, out, len);
+}
+
+int node_sm_encode_bucket_policy(const char *name, const node_bucket_policy *p, uint8_t **out,
+                                 size_t *len)
+{
+    node__buf b;
+    begin(&b, CMD_BUCKET_POLICY);
+    put_str(&b, name);
+    node__bucket_policy_encode(p, &b);
     return finish(&b, out, len);
 }
 
@@ -381,6 +392,13 @@ static int apply_cmd(node_sm *sm, const uint8_t *cmd, size_t len)
         get_str(&r, n.bucket, sizeof n.bucket);
         if (r.bad || r.p != r.end) return TERN_EPARSE;
         return node_store_bucket_delete(sm->store, n.bucket);
+    case CMD_BUCKET_POLICY: {
+        get_str(&r, n.bucket, sizeof n.bucket);
+        if (r.bad) return TERN_EPARSE;
+        node_bucket_policy p;
+        if (node__bucket_policy_decode(r.p, (size_t)(r.end - r.p), &p) != 0) return TERN_EPARSE;
+        return node_store_bucket_policy_set(sm->store, n.bucket, &p);
+    }
     case CMD_BLOCK_PUT: {
         if (len < 2 + NODE_BLOCK_ID_BYTES) return TERN_EPARSE;
         node_block_id id;

@@ -24,6 +24,7 @@
  *  10 BLOCKS_COLLECT  u32 count, ids[32] (delete those still unreferenced)
  *  11 OBJECT_PUT_WITH_BLOCK  bucket, key, id[32], block bytes, manifest record (the rest)
  *  12 PART_PUT_WITH_BLOCK    bucket, key, upload id, id[32], block bytes, part record
+ *  13 BUCKET_POLICY  name, policy record (the rest; store_codec format)
  * The _WITH_BLOCK forms carry an object's last (often only) block with its manifest, so a
  * small PUT is one log entry and one commit instead of two in sequence.
  * A command carries every value its apply needs (upload ids, times): apply
@@ -64,6 +65,8 @@ void node_sm_callbacks(node_sm *sm, struct node_group_sm *out);
 int node_sm_encode_bucket_create(const char *name, const char *region, int64_t created_ms,
                                  uint8_t **out, size_t *len);
 int node_sm_encode_bucket_delete(const char *name, uint8_t **out, size_t *len);
+int node_sm_encode_bucket_policy(const char *name, const node_bucket_policy *p, uint8_t **out,
+                                 size_t *len);
 int node_sm_encode_block_put(const node_block_id *id, const void *data, size_t data_len,
                              uint8_t **out, size_t *len);
 int node_sm_encode_object_put(const char *bucket, const char *key, const node_manifest *m,

@@ -13,7 +13,8 @@
  *             | header_count u32 (name str32, value str32)* | block_count u32
  *             (id[32], size u32)*
  *   part:     ver u8 | number u32 | size u64 | mtime i64 | etag str8 | block_count u32 blocks
- *   bucket:   ver u8 | created i64 | region str8
+ *   bucket:   ver u8 (2) | created i64 | region str8 | min_regions u32 | rpo u32 | rto u32
+ *             | allowed u8 count (str8)* | pinned u8 count (str8)*  (version 1 ends at region)
  *   upload:   ver u8 | initiated i64 | manifest (the template, no blocks)
  *   counters: ver u8 | object_count | bucket_count | logical_bytes | block_count
  *             | block_bytes | referenced_block_bytes (u64 each)
@@ -376,11 +377,60 @@ int node__part_decode(const char *data, size_t len, node_part *out)
     return 0;
 }
 
+/* Version 2 adds the policy; a version 1 record (before policies) reads as the defaults. */
+#define BUCKET_RECORD_VERSION 2u
+
+static void buf_region_list(node__buf *b, const char (*list)[NODE_REGION_MAX + 1], uint32_t count)
+{
+    node__buf_u8(b, (uint8_t)count);
+    for (uint32_t i = 0; i < count; i++)
+        buf_str8(b, list[i]);
+}
+
+static void rd_region_list(reader *r, char (*list)[NODE_REGION_MAX + 1], uint32_t *count)
+{
+    *count = rd_u8(r);
+    if (*count > NODE_POLICY_REGIONS_MAX) {
+        r->bad = true;
+        *count = 0;
+        return;
+    }
+    for (uint32_t i = 0; i < *count; i++)
+        rd_str8_into(r, list[i], NODE_REGION_MAX + 1);
+}
+
+void node__bucket_policy_encode(const node_bucket_policy *p, node__buf *out)
+{
+    node__buf_u32(out, p->min_regions);
+    node__buf_u32(out, p->rpo_seconds);
+    node__buf_u32(out, p->rto_seconds);
+    buf_region_list(out, p->allowed, p->allowed_count);
+    buf_region_list(out, p->pinned, p->pinned_count);
+}
+
+static void bucket_policy_read(reader *r, node_bucket_policy *p)
+{
+    p->min_regions = rd_u32(r);
+    p->rpo_seconds = rd_u32(r);
+    p->rto_seconds = rd_u32(r);
+    rd_region_list(r, p->allowed, &p->allowed_count);
+    rd_region_list(r, p->pinned, &p->pinned_count);
+}
+
+int node__bucket_policy_decode(const uint8_t *data, size_t len, node_bucket_policy *out)
+{
+    reader r = {data, len, false};
+    memset(out, 0, sizeof *out);
+    bucket_policy_read(&r, out);
+    return r.bad || r.left != 0 ? TERN_EPARSE : 0;
+}
+
 int node__bucket_encode(const node_bucket *bk, node__buf *out)
 {
-    node__buf_u8(out, NODE__RECORD_VERSION);
+    node__buf_u8(out, BUCKET_RECORD_VERSION);
     node__buf_u64(out, (uint64_t)bk->created_ms);
     buf_str8(out, bk->region);
+    node__bucket_policy_encode(&bk->policy, out);
     return out->failed ? TERN_ENOMEM : 0;
 }
 
@@ -390,9 +440,14 @@ int node__bucket_decode(const char *name, const char *data, size_t len, node_buc
     memset(out, 0, sizeof *out);
     if (strlen(name) > NODE_BUCKET_NAME_MAX) return TERN_ECORRUPT;
     strcpy(out->name, name);
-    if (rd_u8(&r) != NODE__RECORD_VERSION) r.bad = true;
+    uint8_t version = rd_u8(&r);
+    if (version != 1 && version != BUCKET_RECORD_VERSION) r.bad = true;
     out->created_ms = (int64_t)rd_u64(&r);
     rd_str8_into(&r, out->region, sizeof out->region);
+    if (version == 1)
+        node_bucket_policy_default(&out->policy);
+    else
+        bucket_policy_read(&r, &out->policy);
     return r.bad || r.left != 0 ? TERN_ECORRUPT : 0;
 }
 

@@ -174,6 +174,9 @@ int node__part_encode(const node_part *p, node__buf *out);
 int node__part_decode(const char *data, size_t len, node_part *out);
 int node__bucket_encode(const node_bucket *bk, node__buf *out);
 int node__bucket_decode(const char *name, const char *data, size_t len, node_bucket *out);
+/* A policy alone (the tail of a bucket record; also the BUCKET_POLICY command's payload). */
+void node__bucket_policy_encode(const node_bucket_policy *p, node__buf *out);
+int node__bucket_policy_decode(const uint8_t *data, size_t len, node_bucket_policy *out);
 int node__upload_encode(int64_t initiated_ms, const node_manifest *tmpl, node__buf *out);
 /* Decodes the initiated time and, when tmpl_out is not NULL, the template. */
 int node__upload_decode(const char *data, size_t len, int64_t *initiated_ms,

@@ -22,6 +22,7 @@ int node_store_bucket_create(node_store *s, const char *name, const char *region
     node_bucket bk = {.created_ms = created_ms};
     strcpy(bk.name, name);
     strcpy(bk.region, region);
+    node_bucket_policy_default(&bk.policy);
     node__buf rec = {0};
     int rc = node__bucket_encode(&bk, &rec);
     if (rc != 0) return rc;
@@ -38,6 +39,35 @@ int node_store_bucket_create(node_store *s, const char *name, const char *region
                                   (const char *)rec.data, rec.len);
         c.counters.bucket_count++;
         rc = node__commit_finish(&c, "bucket create");
+    }
+    node__commit_end(&c);
+    node__buf_free(&rec);
+    return rc;
+}
+
+int node_store_bucket_policy_set(node_store *s, const char *name, const node_bucket_policy *p)
+{
+    char why[160];
+    if (node_bucket_policy_check(p, 0, why, sizeof why) != 0) {
+        node__errmsg_set("bucket policy: %s", why);
+        return TERN_EINVAL;
+    }
+    if (!node__valid_bucket(name)) return TERN_ENOTFOUND;
+    node__commit c;
+    int rc = node__commit_begin(s, &c);
+    node_bucket bk;
+    node__buf rec = {0};
+    /* Read inside the commit: commits are serialized, so no other change slips between the
+     * read and the write of the record. */
+    if (rc == 0) rc = node_store_bucket_get(s, name, &bk);
+    if (rc == 0) {
+        bk.policy = *p;
+        rc = node__bucket_encode(&bk, &rec);
+    }
+    if (rc == 0) {
+        rocksdb_writebatch_put_cf(c.batch, s->cf[NODE__CF_BUCKETS], name, strlen(name),
+                                  (const char *)rec.data, rec.len);
+        rc = node__commit_finish(&c, "bucket policy");
     }
     node__commit_end(&c);
     node__buf_free(&rec);

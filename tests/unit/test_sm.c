@@ -8,6 +8,7 @@
 #include "group.h"
 #include "sm.h"
 #include "store_fixture.h"
+#include "store_internal.h"
 
 typedef struct {
     fixture f;
@@ -123,6 +124,135 @@ static void test_commands_apply_and_record_index(void **state)
     uint64_t applied = 0;
     assert_int_equal(node_store_applied_get(x->f.s, &applied), 0);
     assert_int_equal(applied, x->index);
+}
+
+static int policy_set(smfix *x, const char *bucket, const node_bucket_policy *p)
+{
+    uint8_t *c;
+    size_t n;
+    assert_int_equal(node_sm_encode_bucket_policy(bucket, p, &c, &n), 0);
+    return apply(x, 0, 0, c, n);
+}
+
+/* A bucket policy is a replicated command: set, read back through the bucket record, survive a
+ * reopen (record version 2), refused whole when inconsistent or for a missing bucket. */
+static void test_bucket_policy_command(void **state)
+{
+    smfix *x = *state;
+    assert_int_equal(bucket_create(x, "eu-docs"), 0);
+    node_bucket b;
+    assert_int_equal(node_store_bucket_get(x->f.s, "eu-docs", &b), 0);
+    assert_int_equal(b.policy.min_regions, 1);
+    assert_int_equal(b.policy.allowed_count, 0);
+    assert_true(node_bucket_policy_allows(&b.policy, "anywhere"));
+
+    node_bucket_policy p;
+    node_bucket_policy_default(&p);
+    p.min_regions = 2;
+    p.rpo_seconds = 30;
+    p.rto_seconds = 600;
+    p.allowed_count = 2;
+    strcpy(p.allowed[0], "eu-west");
+    strcpy(p.allowed[1], "eu-central");
+    p.pinned_count = 1;
+    strcpy(p.pinned[0], "eu-west");
+    assert_int_equal(policy_set(x, "eu-docs", &p), 0);
+    assert_int_equal(node_store_bucket_get(x->f.s, "eu-docs", &b), 0);
+    assert_int_equal(b.policy.min_regions, 2);
+    assert_int_equal(b.policy.rpo_seconds, 30);
+    assert_int_equal(b.policy.rto_seconds, 600);
+    assert_int_equal(b.policy.allowed_count, 2);
+    assert_string_equal(b.policy.allowed[1], "eu-central");
+    assert_int_equal(b.policy.pinned_count, 1);
+    assert_string_equal(b.policy.pinned[0], "eu-west");
+    assert_int_equal(b.created_ms, 1000); /* the rest of the record is kept */
+    assert_true(node_bucket_policy_allows(&b.policy, "eu-central"));
+    assert_false(node_bucket_policy_allows(&b.policy, "us-east"));
+
+    /* Inconsistent policies change nothing. */
+    node_bucket_policy bad = p;
+    strcpy(bad.pinned[0], "us-east");
+    assert_int_equal(policy_set(x, "eu-docs", &bad), TERN_EINVAL);
+    bad = p;
+    bad.min_regions = 3;
+    assert_int_equal(policy_set(x, "eu-docs", &bad), TERN_EINVAL);
+    bad = p;
+    strcpy(bad.allowed[1], "eu-west");
+    assert_int_equal(policy_set(x, "eu-docs", &bad), TERN_EINVAL);
+    bad = p;
+    strcpy(bad.allowed[1], "bad name!");
+    assert_int_equal(policy_set(x, "eu-docs", &bad), TERN_EINVAL);
+    assert_int_equal(policy_set(x, "nobucket", &p), TERN_ENOTFOUND);
+    assert_int_equal(node_store_bucket_get(x->f.s, "eu-docs", &b), 0);
+    assert_int_equal(b.policy.min_regions, 2);
+    assert_string_equal(b.policy.pinned[0], "eu-west");
+
+    /* Survives a reopen; the listing decodes it too. */
+    node_sm_free(x->sm);
+    node_store_close(x->f.s);
+    fixture_open(&x->f);
+    assert_int_equal(node_sm_create(x->f.s, &x->sm), 0);
+    node_bucket *list = NULL;
+    size_t count = 0;
+    assert_int_equal(node_store_bucket_list(x->f.s, &list, &count), 0);
+    assert_int_equal(count, 1);
+    assert_int_equal(list[0].policy.allowed_count, 2);
+    free(list);
+
+    /* A command cut short is refused. */
+    uint8_t *c;
+    size_t n;
+    assert_int_equal(node_sm_encode_bucket_policy("eu-docs", &p, &c, &n), 0);
+    assert_int_equal(node_sm_apply(x->sm, ++x->index, 0, 0, c, n - 3), TERN_EPARSE);
+    free(c);
+}
+
+/* A bucket record written before policies existed (version 1) reads with the defaults. */
+static void test_bucket_record_version_1(void **state)
+{
+    (void)state;
+    node__buf rec = {0};
+    node__buf_u8(&rec, 1);
+    node__buf_u64(&rec, 777);
+    node__buf_u8(&rec, 2);
+    node__buf_bytes(&rec, "r9", 2);
+    node_bucket b;
+    assert_int_equal(node__bucket_decode("old", (const char *)rec.data, rec.len, &b), 0);
+    assert_int_equal(b.created_ms, 777);
+    assert_string_equal(b.region, "r9");
+    assert_int_equal(b.policy.min_regions, 1);
+    assert_int_equal(b.policy.allowed_count, 0);
+    /* Trailing bytes after a version 1 record are corruption, not a policy. */
+    node__buf_u32(&rec, 2);
+    assert_int_equal(node__bucket_decode("old", (const char *)rec.data, rec.len, &b),
+                     TERN_ECORRUPT);
+    node__buf_free(&rec);
+}
+
+/* Policy consistency rules, named by field. */
+static void test_bucket_policy_check(void **state)
+{
+    (void)state;
+    node_bucket_policy p;
+    node_bucket_policy_default(&p);
+    char why[200];
+    assert_int_equal(node_bucket_policy_check(&p, 0, why, sizeof why), 0);
+    p.min_regions = 4;
+    assert_int_equal(node_bucket_policy_check(&p, 3, why, sizeof why), TERN_EINVAL);
+    assert_non_null(strstr(why, "min_regions: 4 is more than the 3 regions of the deployment"));
+    p.min_regions = 0;
+    assert_int_equal(node_bucket_policy_check(&p, 0, why, sizeof why), TERN_EINVAL);
+    assert_non_null(strstr(why, "min_regions"));
+    node_bucket_policy_default(&p);
+    p.allowed_count = 1;
+    strcpy(p.allowed[0], "eu-west");
+    p.pinned_count = 1;
+    strcpy(p.pinned[0], "us-east");
+    assert_int_equal(node_bucket_policy_check(&p, 0, why, sizeof why), TERN_EINVAL);
+    assert_string_equal(why, "pinned_regions: us-east is not in allowed_regions");
+    /* With every region allowed, any pinned region is within it. */
+    p.allowed_count = 0;
+    assert_int_equal(node_bucket_policy_check(&p, 0, why, sizeof why), 0);
 }
 
 static void test_retry_applies_once(void **state)
@@ -368,6 +498,9 @@ static void test_checkpoint_install_replaces_replicated_state(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_bucket_policy_command, setup_sm, teardown_sm),
+        cmocka_unit_test(test_bucket_policy_check),
+        cmocka_unit_test(test_bucket_record_version_1),
         cmocka_unit_test_setup_teardown(test_commands_apply_and_record_index, setup_sm,
                                         teardown_sm),
         cmocka_unit_test_setup_teardown(test_retry_applies_once, setup_sm, teardown_sm),
