@@ -1,8 +1,10 @@
 /* ternctl: the operator's CLI; signed (SigV4) requests to a node's /_tern admin API via libcurl. */
+#include <assert.h>
 #include <ctype.h>
 #include <curl/curl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,9 +20,12 @@
 #define DEFAULT_TIMEOUT_SECS 10.0
 #define RESPONSE_BYTES_MAX   (8u << 20) /* a status document is tiny; refuse anything huge */
 #define TABLE_ROWS_MAX       64
-/* SigV4 signs a hash of the payload; every admin request is bodiless (GET, or POST with
- * its arguments in the query). */
+/* SigV4 signs a hash of the payload; most admin requests are bodiless (GET, or POST with
+ * their arguments in the query). */
 #define EMPTY_BODY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+/* Command options are getopt values from here up, one per ops__bucket_option_names entry. */
+#define OPT_COMMAND_BASE         512
+#define COMMAND_OPTION_NAMES_MAX 16
 
 static void print_usage(FILE *f)
 {
@@ -35,6 +40,7 @@ static void print_usage(FILE *f)
             "%s"
             "%s"
             "%s"
+            "%s"
             "  help          show this help\n"
             "\n"
             "Options:\n"
@@ -46,7 +52,8 @@ static void print_usage(FILE *f)
             "  -h, --help            show this help\n"
             "\n"
             "Exit status: 0 success, 1 the command failed, 2 usage error.\n",
-            ops__cluster_usage, ops__egress_usage, ops__sim_usage, DEFAULT_ENDPOINT);
+            ops__cluster_usage, ops__bucket_usage, ops__egress_usage, ops__sim_usage,
+            DEFAULT_ENDPOINT);
 }
 
 int ops__usage_error(const ops__options *o, const char *fmt, ...)
@@ -97,19 +104,45 @@ static int set_endpoint(ops__options *o, const char *url)
     return EXIT_OK;
 }
 
-/* Options may come before or after the command; returns EXIT_OK, EXIT_HELP or an exit code. */
+/* Keeps an option of one command ("bucket policy set --rpo 30s") for that command's parser. */
+static int add_command_option(ops__options *o, int index, const char *value)
+{
+    if (o->command_option_count == OPS__COMMAND_OPTIONS_MAX)
+        return ops__usage_error(o, "too many options (at most %d)", OPS__COMMAND_OPTIONS_MAX);
+    o->command_options[o->command_option_count].name = ops__bucket_option_names[index];
+    o->command_options[o->command_option_count].index = index;
+    o->command_options[o->command_option_count].value = value;
+    o->command_option_count++;
+    return EXIT_OK;
+}
+
+/*
+ * Options may come before or after the command. The options of commands are parsed here too,
+ * in one getopt pass, so that node options and command options mix in any order
+ * ("bucket policy set b --rpo 30s -o json"); the command checks its own.
+ * Returns EXIT_OK, EXIT_HELP or an exit code.
+ */
 static int parse_options(ops__options *o, int argc, char **argv)
 {
     enum { OPT_ENDPOINT = 256, OPT_ACCESS, OPT_SECRET, OPT_TIMEOUT };
-    static const struct option longopts[] = {
+    static const struct option node_options[] = {
         {"endpoint", required_argument, NULL, OPT_ENDPOINT},
         {"access-key", required_argument, NULL, OPT_ACCESS},
         {"secret-key", required_argument, NULL, OPT_SECRET},
         {"output", required_argument, NULL, 'o'},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
     };
+    struct option longopts[TERN_ARRAY_LEN(node_options) + COMMAND_OPTION_NAMES_MAX + 1];
+    size_t count = 0;
+    for (; count < TERN_ARRAY_LEN(node_options); count++)
+        longopts[count] = node_options[count];
+    for (int i = 0; ops__bucket_option_names[i] != NULL; i++) {
+        assert(count + 1 < TERN_ARRAY_LEN(longopts));
+        longopts[count++] = (struct option){ops__bucket_option_names[i], required_argument, NULL,
+                                            OPT_COMMAND_BASE + i};
+    }
+    longopts[count] = (struct option){NULL, 0, NULL, 0};
     const char *endpoint = first_env("TERN_ENDPOINT", NULL);
     o->access_key = first_env("TERN_ACCESS_KEY", "AWS_ACCESS_KEY_ID");
     o->secret_key = first_env("TERN_SECRET_KEY", "AWS_SECRET_ACCESS_KEY");
@@ -146,6 +179,11 @@ static int parse_options(ops__options *o, int argc, char **argv)
         case ':':
             return ops__usage_error(o, "option '%s' requires an argument", argv[optind - 1]);
         default:
+            if (opt >= OPT_COMMAND_BASE) {
+                int rc = add_command_option(o, opt - OPT_COMMAND_BASE, optarg);
+                if (rc != EXIT_OK) return rc;
+                break;
+            }
             /* glibc reports "--flag=value" on a no-argument flag with optopt = its value. */
             if (optopt == 'h' || optopt >= OPT_ENDPOINT)
                 return ops__usage_error(o, "option '%s' takes no argument", argv[optind - 1]);
@@ -196,11 +234,35 @@ static void report_curl_error(const ops__options *o, const char *method, const c
     }
 }
 
+/* The x-amz-content-sha256 header for a payload: SigV4 signs its hash, and the node checks the
+ * body against it. */
+static void payload_hash_header(const char *payload, char *out, size_t out_len)
+{
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    char hex[2 * SHA256_DIGEST_LENGTH + 1];
+    SHA256((const uint8_t *)payload, strlen(payload), digest);
+    tern_hex(digest, sizeof digest, hex);
+    snprintf(out, out_len, "x-amz-content-sha256: %s", hex);
+}
+
 int ops__http_request(const ops__options *o, const char *method, const char *target, long *status,
                       ops__response *body)
 {
-    bool post = strcmp(method, "POST") == 0;
+    return ops__http_send(o, method, target, NULL, status, body);
+}
+
+int ops__http_send(const ops__options *o, const char *method, const char *target,
+                   const char *json_body, long *status, ops__response *body)
+{
+    static const char *const json_headers[] = {
+        "Accept: application/json",
+        /* No "Expect:" to turn off 100-continue: libcurl 7.88 would sign the suppressed header
+         * and the node would not find it. libcurl asks for 100-continue only above 1 MiB,
+         * and admin bodies are at most a few KiB. */
+        "Content-Type: application/json",
+    };
     char errbuf[CURL_ERROR_SIZE] = "";
+    char hash_header[128];
     char *url = NULL, *userpwd = NULL;
     struct curl_slist *headers = NULL, *more = NULL;
     int rc = EXIT_FAILED;
@@ -215,18 +277,30 @@ int ops__http_request(const ops__options *o, const char *method, const char *tar
         userpwd = NULL;
         goto nomem;
     }
-    headers = curl_slist_append(NULL, "x-amz-content-sha256: " EMPTY_BODY_SHA256);
+    if (json_body != NULL)
+        payload_hash_header(json_body, hash_header, sizeof hash_header);
+    else
+        snprintf(hash_header, sizeof hash_header, "x-amz-content-sha256: " EMPTY_BODY_SHA256);
+    headers = curl_slist_append(NULL, hash_header);
     if (headers == NULL) goto nomem;
-    more = curl_slist_append(headers, "Accept: application/json");
-    if (more == NULL) goto nomem;
-    headers = more;
+    /* Without a body only the Accept header applies. */
+    for (size_t i = 0; i < (json_body != NULL ? TERN_ARRAY_LEN(json_headers) : 1); i++) {
+        more = curl_slist_append(headers, json_headers[i]);
+        if (more == NULL) goto nomem;
+        headers = more;
+    }
     curl_easy_setopt(curl, CURLOPT_URL, url);
-    if (post) {
-        curl_easy_setopt(curl, CURLOPT_POST, 1L);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, 0L);
-    } else {
+    if (strcmp(method, "GET") == 0) {
         curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+    } else {
+        /* POSTFIELDS makes any method carry the body; the custom request names the verb (and
+         * libcurl's signer signs that verb). */
+        if (json_body != NULL || strcmp(method, "POST") == 0) {
+            curl_easy_setopt(curl, CURLOPT_POSTFIELDS, json_body != NULL ? json_body : "");
+            curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE,
+                             (long)(json_body != NULL ? strlen(json_body) : 0));
+        }
+        if (strcmp(method, "POST") != 0) curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
     }
     curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, "aws:amz:us-east-1:s3");
     curl_easy_setopt(curl, CURLOPT_USERPWD, userpwd);
@@ -302,12 +376,20 @@ static void body_excerpt(const ops__response *body, char *out, size_t out_len)
     out[n] = '\0';
 }
 
+bool ops__s3_error(const ops__response *body, char *code, size_t code_len, char *message,
+                   size_t message_len)
+{
+    message[0] = '\0';
+    if (!xml_tag(body->data, "Code", code, code_len)) return false;
+    if (!xml_tag(body->data, "Message", message, message_len)) message[0] = '\0';
+    return true;
+}
+
 void ops__report_http_error(const ops__options *o, const char *method, const char *target,
                             long status, const ops__response *body)
 {
     char code[128], message[512];
-    bool has_code = xml_tag(body->data, "Code", code, sizeof code);
-    if (!xml_tag(body->data, "Message", message, sizeof message)) message[0] = '\0';
+    bool has_code = ops__s3_error(body, code, sizeof code, message, sizeof message);
     if (status == 401 || status == 403) {
         if (has_code)
             fprintf(o->err, "ternctl: the node refused the credentials (%s): %s\n", code,
@@ -529,10 +611,18 @@ static int run_command(ops__options *o, int argc, char **argv)
     }
     bool cluster = strcmp(command, "cluster") == 0;
     bool egress = strcmp(command, "egress") == 0;
+    bool bucket = strcmp(command, "bucket") == 0;
     ops__cluster_cmd cluster_cmd;
+    ops__bucket_cmd bucket_cmd;
+    if (!bucket && o->command_option_count > 0)
+        return ops__usage_error(o, "option '--%s' applies only to 'bucket policy set'",
+                                o->command_options[0].name);
+    /* Argument mistakes are reported before credentials are looked at. */
     if (cluster) {
-        /* Argument mistakes are reported before credentials are looked at. */
         int rc = ops__cluster_parse(o, argc - optind - 1, argv + optind + 1, &cluster_cmd);
+        if (rc != EXIT_OK) return rc;
+    } else if (bucket) {
+        int rc = ops__bucket_parse(o, argc - optind - 1, argv + optind + 1, &bucket_cmd);
         if (rc != EXIT_OK) return rc;
     } else if (!egress && strcmp(command, "status") != 0) {
         return ops__usage_error(o, "unknown command '%s'", command);
@@ -551,9 +641,15 @@ static int run_command(ops__options *o, int argc, char **argv)
         fprintf(o->err, "ternctl: cannot initialize libcurl\n");
         return EXIT_FAILED;
     }
-    int rc = cluster  ? ops__cluster_run(o, &cluster_cmd)
-             : egress ? ops__egress_run(o)
-                      : cmd_status(o);
+    int rc;
+    if (cluster)
+        rc = ops__cluster_run(o, &cluster_cmd);
+    else if (bucket)
+        rc = ops__bucket_run(o, &bucket_cmd);
+    else if (egress)
+        rc = ops__egress_run(o);
+    else
+        rc = cmd_status(o);
     curl_global_cleanup();
     return rc;
 }

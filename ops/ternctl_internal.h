@@ -12,6 +12,15 @@
 #define EXIT_USAGE  2
 #define EXIT_HELP   (-1) /* internal: help was printed, exit 0 */
 
+#define OPS__COMMAND_OPTIONS_MAX 16 /* command options on one command line */
+
+/* An option only some command takes (e.g. "--rpo 30s" of "bucket policy set"). */
+typedef struct ops__command_option {
+    int index;        /* in ops__bucket_option_names */
+    const char *name; /* without the leading "--" */
+    const char *value;
+} ops__command_option;
+
 typedef struct ops__options {
     const char *endpoint; /* "http[s]://HOST:PORT", without a trailing '/' */
     char *endpoint_owned;
@@ -21,6 +30,9 @@ typedef struct ops__options {
     long timeout_ms;
     FILE *out;
     FILE *err;
+    /* In command-line order; the command they belong to checks them. */
+    ops__command_option command_options[OPS__COMMAND_OPTIONS_MAX];
+    size_t command_option_count;
 } ops__options;
 
 typedef struct ops__response {
@@ -41,6 +53,16 @@ int ops__usage_error(const ops__options *o, const char *fmt, ...)
  */
 int ops__http_request(const ops__options *o, const char *method, const char *target, long *status,
                       ops__response *body);
+
+/* The same with any method ("PUT", "DELETE", ...) and, unless json_body is NULL, a JSON body
+ * (Content-Type application/json) whose SHA-256 is signed as the payload hash. */
+int ops__http_send(const ops__options *o, const char *method, const char *target,
+                   const char *json_body, long *status, ops__response *body);
+
+/* The Code and Message of an S3 XML error body, entities decoded (message "" when it has
+ * none); false if the body is not one. */
+bool ops__s3_error(const ops__response *body, char *code, size_t code_len, char *message,
+                   size_t message_len);
 
 /* Prints why a request got a non-2xx answer: refused credentials, an S3 XML error, or an
  * excerpt of the body. */
@@ -74,5 +96,25 @@ extern const char ops__cluster_usage[];
  * document; EXIT_OK, or EXIT_FAILED after saying why (unreachable, no topology, ...). */
 int ops__egress_run(const ops__options *o);
 extern const char ops__egress_usage[];
+
+/*
+ * "ternctl bucket policy get|set|reset BUCKET" (ternctl_bucket.c): args are the words after
+ * "bucket"; the options of "set" come in o->command_options. ops__bucket_parse reports usage
+ * errors (EXIT_USAGE) before credentials are needed; ops__bucket_run sends the request.
+ */
+typedef struct ops__bucket_cmd {
+    int kind;
+    const char *bucket;
+    long long min_regions;              /* 0: not given */
+    const char *allowed_regions;        /* comma-separated, "" for none; NULL: not given */
+    const char *pinned_regions;         /* the same */
+    long long rpo_seconds, rto_seconds; /* -1: not given */
+} ops__bucket_cmd;
+
+int ops__bucket_parse(const ops__options *o, int argc, char **argv, ops__bucket_cmd *cmd);
+int ops__bucket_run(const ops__options *o, const ops__bucket_cmd *cmd);
+extern const char ops__bucket_usage[];
+/* The long options of "bucket policy set", NULL-terminated, parsed with the node options. */
+extern const char *const ops__bucket_option_names[];
 
 #endif

@@ -1,5 +1,6 @@
 """Bucket policies through /_tern/buckets/NAME/policy, and residency enforced on every write."""
 import json
+import subprocess
 
 import pytest
 from botocore.exceptions import ClientError
@@ -140,3 +141,31 @@ def test_residency_checked_again_at_multipart_completion(node):
             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
     assert e.value.response["Error"]["Code"] == "ResidencyViolation"
     assert s3.list_objects_v2(Bucket="mp-eu").get("KeyCount") == 0
+
+
+def test_ternctl_bucket_policy(node):
+    """`ternctl bucket policy set|get|reset` against a real node."""
+
+    def ternctl(*args):
+        return subprocess.run([ternlib.ternctl_binary(), "--endpoint", node.endpoint,
+                               "--access-key", node.access_key, "--secret-key", node.secret_key]
+                              + list(args), capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL)
+
+    node.client().create_bucket(Bucket="cli-docs")
+    p = ternctl("bucket", "policy", "set", "cli-docs", "--min-regions", "2", "--allowed",
+                "eu-west,eu-central", "--pinned", "eu-west", "--rpo", "30s", "--rto", "10m")
+    assert p.returncode == 0, p.stderr
+    p = ternctl("-o", "json", "bucket", "policy", "get", "cli-docs")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc == {"bucket": "cli-docs", "min_regions": 2,
+                   "allowed_regions": ["eu-west", "eu-central"], "pinned_regions": ["eu-west"],
+                   "rpo_seconds": 30, "rto_seconds": 600}, doc
+    p = ternctl("bucket", "policy", "set", "cli-docs", "--pinned", "us-east")
+    assert p.returncode == 1
+    assert "400 InvalidPolicy: pinned_regions: us-east is not in allowed_regions" in p.stderr
+    p = ternctl("bucket", "policy", "reset", "cli-docs")
+    assert p.returncode == 0, p.stderr
+    p = ternctl("bucket", "policy", "get", "cli-docs")
+    assert p.returncode == 0 and "all" in p.stdout, p.stdout

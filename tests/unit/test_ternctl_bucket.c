@@ -1,0 +1,679 @@
+/* ternctl bucket policy tests: ops_main in-process against a canned-response HTTP server. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+#include "ops.h"
+
+#define SECRET      "secret-123"
+#define AUTH_PREFIX "Authorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/"
+#define ARGC(a)     ((int)(sizeof(a) / sizeof((a)[0])))
+
+#define POLICY_JSON                                                                                \
+    "{\"bucket\":\"eu-docs\",\"min_regions\":2,\"allowed_regions\":[\"eu-west\",\"eu-central\"],"  \
+    "\"pinned_regions\":[\"eu-west\"],\"rpo_seconds\":30,\"rto_seconds\":600}"
+
+#define DEFAULT_POLICY_JSON                                                                        \
+    "{\"bucket\":\"logs\",\"min_regions\":1,\"allowed_regions\":[],\"pinned_regions\":[],"         \
+    "\"rpo_seconds\":0,\"rto_seconds\":0}"
+
+#define S3_ERROR_XML(code, message)                                                                \
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>" code "</Code><Message>" message    \
+    "</Message><RequestId>1</RequestId></Error>"
+
+/* ---------------- the canned server ---------------- */
+
+/* A listening socket and a thread answering every connection with the same bytes; it keeps
+ * the last request's head and body for the test to check. */
+typedef struct {
+    int listen_fd;
+    int port;
+    pthread_t thread;
+    atomic_bool stop;
+    char *response;
+    pthread_mutex_t lock;
+    char head[16384];
+    char body[4096];
+    int request_count;
+} test_server;
+
+/* Reads until the head is complete and Content-Length bytes of body have come. */
+static void read_request(test_server *s, int fd)
+{
+    char buf[sizeof s->head + sizeof s->body];
+    size_t len = 0, want = 0;
+    char *body = NULL;
+    while (len + 1 < sizeof buf) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 2000) <= 0) break;
+        ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+        if (n <= 0) break;
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (body == NULL && (body = strstr(buf, "\r\n\r\n")) != NULL) {
+            body += 4;
+            const char *cl = strcasestr(buf, "\r\nContent-Length:");
+            want = cl != NULL && cl < body ? strtoul(cl + 17, NULL, 10) : 0;
+        }
+        if (body != NULL && (size_t)(buf + len - body) >= want) break;
+    }
+    buf[len] = '\0';
+    pthread_mutex_lock(&s->lock);
+    size_t head_len = body != NULL ? (size_t)(body - buf) : len;
+    assert_true(head_len < sizeof s->head);
+    memcpy(s->head, buf, head_len);
+    s->head[head_len] = '\0';
+    snprintf(s->body, sizeof s->body, "%s", body != NULL ? body : "");
+    s->request_count++;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void *server_main(void *arg)
+{
+    test_server *s = arg;
+    while (!atomic_load(&s->stop)) {
+        struct pollfd p = {s->listen_fd, POLLIN, 0};
+        if (poll(&p, 1, 20) <= 0) continue;
+        int fd = accept(s->listen_fd, NULL, NULL);
+        if (fd < 0) continue;
+        read_request(s, fd);
+        size_t off = 0, len = strlen(s->response);
+        while (off < len) {
+            ssize_t n = write(fd, s->response + off, len - off);
+            if (n <= 0) break;
+            off += (size_t)n;
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+/* 127.0.0.1 on an ephemeral port; listening=false leaves it bound but refusing connections. */
+static int bind_loopback(bool listening, int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    socklen_t addr_len = sizeof addr;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &addr_len), 0);
+    if (listening) assert_int_equal(listen(fd, 16), 0);
+    *port = ntohs(addr.sin_port);
+    return fd;
+}
+
+/* body NULL: a response without one (204). */
+static test_server *server_start(int status, const char *reason, const char *content_type,
+                                 const char *body)
+{
+    test_server *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    if (body != NULL)
+        assert_true(asprintf(&s->response,
+                             "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                             "Connection: close\r\n\r\n%s",
+                             status, reason, content_type, strlen(body), body) > 0);
+    else
+        assert_true(asprintf(&s->response, "HTTP/1.1 %d %s\r\nConnection: close\r\n\r\n", status,
+                             reason) > 0);
+    pthread_mutex_init(&s->lock, NULL);
+    s->listen_fd = bind_loopback(true, &s->port);
+    assert_int_equal(pthread_create(&s->thread, NULL, server_main, s), 0);
+    return s;
+}
+
+static void server_stop(test_server *s)
+{
+    atomic_store(&s->stop, true);
+    pthread_join(s->thread, NULL);
+    close(s->listen_fd);
+    pthread_mutex_destroy(&s->lock);
+    free(s->response);
+    free(s);
+}
+
+/* ---------------- running ternctl ---------------- */
+
+typedef struct {
+    int rc;
+    char *out;
+    char *err;
+} run_result;
+
+/* "ternctl --endpoint URL --access-key AKIDTEST --secret-key SECRET WORDS...", with URL NULL
+ * leaving out everything but the words (for usage errors, found before any of it is needed). */
+static run_result run(const char *url, const char *const *words)
+{
+    char *argv[32] = {"ternctl"};
+    int argc = 1;
+    if (url != NULL) {
+        const char *const node[] = {"--endpoint",   url,   "--access-key", "AKIDTEST",
+                                    "--secret-key", SECRET};
+        for (int i = 0; i < ARGC(node); i++)
+            argv[argc++] = (char *)node[i];
+    }
+    for (; *words != NULL; words++) {
+        assert_true(argc < ARGC(argv));
+        argv[argc++] = (char *)*words;
+    }
+    run_result r = {0};
+    size_t out_len, err_len;
+    FILE *out = open_memstream(&r.out, &out_len);
+    FILE *err = open_memstream(&r.err, &err_len);
+    assert_non_null(out);
+    assert_non_null(err);
+    r.rc = ops_main(argc, argv, out, err);
+    fclose(out);
+    fclose(err);
+    return r;
+}
+
+static void result_free(run_result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+static char *endpoint_of(int port)
+{
+    char *url;
+    assert_true(asprintf(&url, "http://127.0.0.1:%d", port) > 0);
+    return url;
+}
+
+static int clean_env(void **state)
+{
+    (void)state;
+    static const char *const vars[] = {
+        "TERN_ENDPOINT",         "TERN_ACCESS_KEY", "TERN_SECRET_KEY", "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY", "http_proxy",      "HTTP_PROXY",      "https_proxy",
+        "HTTPS_PROXY",           "all_proxy",       "ALL_PROXY",
+    };
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        unsetenv(vars[i]);
+    return 0;
+}
+
+/* ---------------- checking the request ---------------- */
+
+/* The value of header `name` (case-insensitive) in a request head. */
+static bool header_value(const char *head, const char *name, char *out, size_t out_len)
+{
+    size_t name_len = strlen(name);
+    for (const char *line = strstr(head, "\r\n"); line != NULL; line = strstr(line + 2, "\r\n")) {
+        const char *p = line + 2;
+        if (strncasecmp(p, name, name_len) != 0 || p[name_len] != ':') continue;
+        p += name_len + 1;
+        while (*p == ' ')
+            p++;
+        size_t len = strcspn(p, "\r");
+        if (len >= out_len) return false;
+        memcpy(out, p, len);
+        out[len] = '\0';
+        return true;
+    }
+    return false;
+}
+
+static void hmac_sha256(const void *key, size_t key_len, const char *data, uint8_t out[32])
+{
+    unsigned int out_len = 32;
+    assert_non_null(
+        HMAC(EVP_sha256(), key, (int)key_len, (const uint8_t *)data, strlen(data), out, &out_len));
+}
+
+static void sha256_hex(const char *data, char out[65])
+{
+    uint8_t digest[32];
+    SHA256((const uint8_t *)data, strlen(data), digest);
+    for (int i = 0; i < 32; i++)
+        sprintf(out + 2 * i, "%02x", digest[i]);
+}
+
+/*
+ * The request line is "METHOD PATH", the payload hash header is the body's SHA-256, and the
+ * SigV4 signature recomputed from the head, the body and the secret (as the node will) is the
+ * one sent.
+ */
+static void assert_signed_request(const test_server *s, const char *method, const char *path,
+                                  const char *body)
+{
+    char line[256], payload_hash[65], header[128];
+    snprintf(line, sizeof line, "%s %s HTTP/1.1\r\n", method, path);
+    assert_true(strncmp(s->head, line, strlen(line)) == 0);
+    assert_string_equal(s->body, body);
+    sha256_hex(body, payload_hash);
+    assert_true(header_value(s->head, "x-amz-content-sha256", header, sizeof header));
+    assert_string_equal(header, payload_hash);
+    assert_non_null(strstr(s->head, AUTH_PREFIX));
+    assert_null(strstr(s->head, SECRET)); /* the secret itself never goes over the wire */
+
+    char auth[1024], date[64], scope_date[16], signed_headers[512], signature[65];
+    assert_true(header_value(s->head, "Authorization", auth, sizeof auth));
+    assert_true(header_value(s->head, "X-Amz-Date", date, sizeof date));
+    assert_int_equal(sscanf(auth,
+                            "AWS4-HMAC-SHA256 Credential=%*[^/]/%8[0-9]/us-east-1/s3/aws4_request,"
+                            " SignedHeaders=%511[^,], Signature=%64[0-9a-f]",
+                            scope_date, signed_headers, signature),
+                     3);
+    char canonical[4096], value[1024], names[512];
+    int n = snprintf(canonical, sizeof canonical, "%s\n%s\n\n", method, path);
+    snprintf(names, sizeof names, "%s", signed_headers);
+    char *save = NULL;
+    for (char *name = strtok_r(names, ";", &save); name; name = strtok_r(NULL, ";", &save)) {
+        assert_true(header_value(s->head, name, value, sizeof value));
+        n += snprintf(canonical + n, sizeof canonical - (size_t)n, "%s:%s\n", name, value);
+    }
+    snprintf(canonical + n, sizeof canonical - (size_t)n, "\n%s\n%s", signed_headers, payload_hash);
+    char canonical_hash[65], to_sign[512], key[128], expected[65];
+    sha256_hex(canonical, canonical_hash);
+    snprintf(to_sign, sizeof to_sign, "AWS4-HMAC-SHA256\n%s\n%s/us-east-1/s3/aws4_request\n%s",
+             date, scope_date, canonical_hash);
+    uint8_t k[32];
+    snprintf(key, sizeof key, "AWS4%s", SECRET);
+    hmac_sha256(key, strlen(key), scope_date, k);
+    hmac_sha256(k, 32, "us-east-1", k);
+    hmac_sha256(k, 32, "s3", k);
+    hmac_sha256(k, 32, "aws4_request", k);
+    hmac_sha256(k, 32, to_sign, k);
+    for (int i = 0; i < 32; i++)
+        sprintf(expected + 2 * i, "%02x", k[i]);
+    assert_string_equal(signature, expected);
+}
+
+/* ---------------- set ---------------- */
+
+static const char policy_table[] = "Bucket       eu-docs\n"
+                                   "Min regions  2\n"
+                                   "Allowed      eu-west, eu-central\n"
+                                   "Pinned       eu-west\n"
+                                   "RPO          30s\n"
+                                   "RTO          10m\n";
+
+static void test_set_sends_policy(void **state)
+{
+    (void)state;
+    test_server *s = server_start(200, "OK", "application/json", POLICY_JSON);
+    char *url = endpoint_of(s->port);
+    const char *const words[] = {"bucket",        "policy",  "set",       "eu-docs",
+                                 "--min-regions", "2",       "--allowed", "eu-west,eu-central",
+                                 "--pinned",      "eu-west", "--rpo",     "30s",
+                                 "--rto",         "10m",     NULL};
+    run_result r = run(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    assert_string_equal(r.out, policy_table);
+    pthread_mutex_lock(&s->lock);
+    assert_int_equal(s->request_count, 1);
+    assert_signed_request(s, "PUT", "/_tern/buckets/eu-docs/policy",
+                          "{\"min_regions\":2,\"allowed_regions\":[\"eu-west\",\"eu-central\"],"
+                          "\"pinned_regions\":[\"eu-west\"],\"rpo_seconds\":30,"
+                          "\"rto_seconds\":600}");
+    char value[128];
+    assert_true(header_value(s->head, "Content-Type", value, sizeof value));
+    assert_string_equal(value, "application/json");
+    pthread_mutex_unlock(&s->lock);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+/* Only the options given go in the body (the node keeps the rest), in any order and form. */
+static void test_set_sends_only_given_fields(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *words[10];
+        const char *body;
+    } cases[] = {
+        {{"--rto", "1d"}, "{\"rto_seconds\":86400}"},
+        {{"--rpo", "45"}, "{\"rpo_seconds\":45}"},
+        {{"--rpo", "0s", "--rto", "2h"}, "{\"rpo_seconds\":0,\"rto_seconds\":7200}"},
+        {{"--min-regions=3"}, "{\"min_regions\":3}"},
+        {{"--allowed", ""}, "{\"allowed_regions\":[]}"},
+        {{"--pinned="}, "{\"pinned_regions\":[]}"},
+        {{"--pinned", "eu-west,us-east"}, "{\"pinned_regions\":[\"eu-west\",\"us-east\"]}"},
+        {{"--rpo", "365d"}, "{\"rpo_seconds\":31536000}"},
+    };
+    test_server *s = server_start(200, "OK", "application/json", POLICY_JSON);
+    char *url = endpoint_of(s->port);
+    for (int i = 0; i < ARGC(cases); i++) {
+        const char *words[16] = {"bucket", "policy", "set", "eu-docs"};
+        int n = 4;
+        for (int w = 0; cases[i].words[w] != NULL; w++)
+            words[n++] = cases[i].words[w];
+        run_result r = run(url, words);
+        assert_int_equal(r.rc, 0);
+        pthread_mutex_lock(&s->lock);
+        assert_int_equal(s->request_count, i + 1);
+        assert_signed_request(s, "PUT", "/_tern/buckets/eu-docs/policy", cases[i].body);
+        pthread_mutex_unlock(&s->lock);
+        result_free(&r);
+    }
+    free(url);
+    server_stop(s);
+}
+
+/* Node options and set options mix, before and after the command words. */
+static void test_set_options_anywhere_json(void **state)
+{
+    (void)state;
+    test_server *s = server_start(200, "OK", "application/json", POLICY_JSON);
+    char *url = endpoint_of(s->port);
+    const char *const words[] = {"--rpo", "30s",     "bucket",        "policy", "-o", "json",
+                                 "set",   "eu-docs", "--min-regions", "2",      NULL};
+    run_result r = run(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    json_t *printed = json_loads(r.out, 0, NULL), *sent = json_loads(POLICY_JSON, 0, NULL);
+    assert_non_null(printed);
+    assert_true(json_equal(printed, sent)); /* the node's document as it came */
+    json_decref(printed);
+    json_decref(sent);
+    pthread_mutex_lock(&s->lock);
+    assert_signed_request(s, "PUT", "/_tern/buckets/eu-docs/policy",
+                          "{\"min_regions\":2,\"rpo_seconds\":30}");
+    pthread_mutex_unlock(&s->lock);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+/* ---------------- get and reset ---------------- */
+
+static void test_get_table(void **state)
+{
+    (void)state;
+    test_server *s = server_start(200, "OK", "application/json", POLICY_JSON);
+    char *url = endpoint_of(s->port);
+    const char *const words[] = {"bucket", "policy", "get", "eu-docs", NULL};
+    run_result r = run(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    assert_string_equal(r.out, policy_table);
+    pthread_mutex_lock(&s->lock);
+    assert_signed_request(s, "GET", "/_tern/buckets/eu-docs/policy", "");
+    pthread_mutex_unlock(&s->lock);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+/* A bucket never given a policy: [] reads "all" and "none"; durations in mixed units. */
+static void test_get_defaults_and_units(void **state)
+{
+    (void)state;
+    test_server *s = server_start(200, "OK", "application/json", DEFAULT_POLICY_JSON);
+    char *url = endpoint_of(s->port);
+    const char *const words[] = {"bucket", "policy", "get", "logs", NULL};
+    run_result r = run(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.out, "Bucket       logs\n"
+                               "Min regions  1\n"
+                               "Allowed      all\n"
+                               "Pinned       none\n"
+                               "RPO          0s\n"
+                               "RTO          0s\n");
+    result_free(&r);
+    server_stop(s);
+    s = server_start(200, "OK", "application/json",
+                     "{\"bucket\":\"logs\",\"min_regions\":1,\"allowed_regions\":[],"
+                     "\"pinned_regions\":[],\"rpo_seconds\":5400,\"rto_seconds\":93784}");
+    free(url);
+    url = endpoint_of(s->port);
+    r = run(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "RPO          1h 30m\n"));
+    assert_non_null(strstr(r.out, "RTO          1d 2h 3m 4s\n"));
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+static void test_get_json(void **state)
+{
+    (void)state;
+    test_server *s = server_start(200, "OK", "application/json", DEFAULT_POLICY_JSON);
+    char *url = endpoint_of(s->port);
+    const char *const words[] = {"bucket", "policy", "get", "logs", "-o", "json", NULL};
+    run_result r = run(url, words);
+    assert_int_equal(r.rc, 0);
+    json_t *printed = json_loads(r.out, 0, NULL), *sent = json_loads(DEFAULT_POLICY_JSON, 0, NULL);
+    assert_non_null(printed);
+    assert_true(json_equal(printed, sent));
+    json_decref(printed);
+    json_decref(sent);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+static void test_reset(void **state)
+{
+    (void)state;
+    test_server *s = server_start(204, "No Content", NULL, NULL);
+    char *url = endpoint_of(s->port);
+    const char *const words[] = {"bucket", "policy", "reset", "eu-docs", NULL};
+    run_result r = run(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    assert_string_equal(r.out, "bucket eu-docs: policy reset to the defaults\n");
+    pthread_mutex_lock(&s->lock);
+    assert_signed_request(s, "DELETE", "/_tern/buckets/eu-docs/policy", "");
+    pthread_mutex_unlock(&s->lock);
+    result_free(&r);
+    /* There is no document to print, and JSON output does not invent one. */
+    const char *const json_words[] = {"-o", "json", "bucket", "policy", "reset", "eu-docs", NULL};
+    r = run(url, json_words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.out, "");
+    assert_string_equal(r.err, "");
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+/* ---------------- errors ---------------- */
+
+static void test_usage_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *words[10];
+        const char *message;
+    } cases[] = {
+        {{"bucket"}, "ternctl: bucket: missing subcommand (policy)\n"},
+        {{"bucket", "acl"}, "ternctl: unknown bucket command 'acl'\n"},
+        {{"bucket", "policy"}, "ternctl: bucket policy: missing subcommand (get, set or reset)\n"},
+        {{"bucket", "policy", "delete", "b"}, "ternctl: unknown bucket policy command 'delete'\n"},
+        {{"bucket", "policy", "get"}, "ternctl: bucket policy get: missing BUCKET\n"},
+        {{"bucket", "policy", "set", "--rpo", "30s"},
+         "ternctl: bucket policy set: missing BUCKET\n"},
+        {{"bucket", "policy", "reset"}, "ternctl: bucket policy reset: missing BUCKET\n"},
+        {{"bucket", "policy", "get", "a/b"},
+         "ternctl: bucket policy get: invalid bucket name 'a/b'"},
+        {{"bucket", "policy", "get", "Docs"},
+         "ternctl: bucket policy get: invalid bucket name 'Docs'"},
+        {{"bucket", "policy", "get", "b", "c"}, "ternctl: unexpected argument 'c'"},
+        {{"bucket", "policy", "set", "b"},
+         "ternctl: bucket policy set: nothing to change: give at least one of --min-regions, "
+         "--allowed, --pinned, --rpo, --rto\n"},
+        {{"bucket", "policy", "set", "b", "--bogus", "1"}, "ternctl: unknown option '--bogus'\n"},
+        {{"bucket", "policy", "set", "b", "--rpo"},
+         "ternctl: option '--rpo' requires an argument\n"},
+        {{"bucket", "policy", "set", "b", "--rpo", "10x"}, "ternctl: invalid --rpo '10x': "},
+        {{"bucket", "policy", "set", "b", "--rpo", "-5s"}, "ternctl: invalid --rpo '-5s': "},
+        {{"bucket", "policy", "set", "b", "--rto", "s"}, "ternctl: invalid --rto 's': "},
+        {{"bucket", "policy", "set", "b", "--rto", ""}, "ternctl: invalid --rto '': "},
+        {{"bucket", "policy", "set", "b", "--rto", "10 m"}, "ternctl: invalid --rto '10 m': "},
+        {{"bucket", "policy", "set", "b", "--rto", "1.5h"}, "ternctl: invalid --rto '1.5h': "},
+        {{"bucket", "policy", "set", "b", "--rto", "366d"}, "ternctl: invalid --rto '366d': "},
+        {{"bucket", "policy", "set", "b", "--rpo", "99999999999999999999s"},
+         "ternctl: invalid --rpo '99999999999999999999s': "},
+        {{"bucket", "policy", "set", "b", "--min-regions", "0"},
+         "ternctl: invalid --min-regions '0': expected an integer >= 1\n"},
+        {{"bucket", "policy", "set", "b", "--min-regions", "two"},
+         "ternctl: invalid --min-regions 'two'"},
+        {{"bucket", "policy", "set", "b", "--min-regions", "-1"},
+         "ternctl: invalid --min-regions '-1'"},
+        {{"bucket", "policy", "set", "b", "--allowed", "eu-west,"},
+         "ternctl: invalid --allowed 'eu-west,'"},
+        {{"bucket", "policy", "set", "b", "--pinned", "a,,b"}, "ternctl: invalid --pinned 'a,,b'"},
+        {{"bucket", "policy", "set", "b", "--pinned", "eu west"},
+         "ternctl: invalid --pinned 'eu west'"},
+        {{"bucket", "policy", "set", "b", "--rpo", "1s", "--rpo", "2s"},
+         "ternctl: bucket policy set: option '--rpo' given twice\n"},
+        {{"bucket", "policy", "get", "b", "--rpo", "1s"},
+         "ternctl: bucket policy get: option '--rpo' applies only to 'bucket policy set'\n"},
+        {{"bucket", "policy", "reset", "b", "--allowed", ""},
+         "ternctl: bucket policy reset: option '--allowed' applies only to 'bucket policy set'\n"},
+        {{"status", "--min-regions", "2"},
+         "ternctl: option '--min-regions' applies only to 'bucket policy set'\n"},
+    };
+    for (int i = 0; i < ARGC(cases); i++) {
+        /* No endpoint and no credentials: usage errors come before either is needed. */
+        run_result r = run(NULL, cases[i].words);
+        if (r.rc != 2 || strncmp(r.err, cases[i].message, strlen(cases[i].message)) != 0)
+            fail_msg("case %d: rc %d, err: %s", i, r.rc, r.err);
+        assert_non_null(strstr(r.err, "\n\nUsage: ternctl"));
+        assert_string_equal(r.out, "");
+        result_free(&r);
+    }
+}
+
+static void expect_node_error(int status, const char *reason, const char *content_type,
+                              const char *body, const char *const *words, const char *expected)
+{
+    test_server *s = server_start(status, reason, content_type, body);
+    char *url = endpoint_of(s->port);
+    run_result r = run(url, words);
+    assert_int_equal(r.rc, 1);
+    assert_string_equal(r.out, "");
+    assert_string_equal(r.err, expected);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+static void test_node_errors(void **state)
+{
+    (void)state;
+    const char *const get[] = {"bucket", "policy", "get", "nope", NULL};
+    expect_node_error(404, "Not Found", "application/xml",
+                      S3_ERROR_XML("NoSuchBucket", "The specified bucket does not exist."), get,
+                      "ternctl: bucket policy get nope: 404 NoSuchBucket: The specified bucket "
+                      "does not exist.\n");
+    const char *const set[] = {"bucket",     "policy",   "set",     "eu-docs", "--allowed",
+                               "eu-central", "--pinned", "eu-west", NULL};
+    expect_node_error(400, "Bad Request", "application/xml",
+                      S3_ERROR_XML("InvalidPolicy", "pinned_regions: eu-west is not in "
+                                                    "allowed_regions"),
+                      set,
+                      "ternctl: bucket policy set eu-docs: 400 InvalidPolicy: pinned_regions: "
+                      "eu-west is not in allowed_regions\n");
+    const char *const set_rpo[] = {"bucket", "policy", "set", "eu-docs", "--rpo", "1s", NULL};
+    expect_node_error(400, "Bad Request", "application/xml",
+                      S3_ERROR_XML("MalformedJSON", "not &quot;JSON&quot;"), set_rpo,
+                      "ternctl: bucket policy set eu-docs: 400 MalformedJSON: not \"JSON\"\n");
+    const char *const reset[] = {"bucket", "policy", "reset", "nope", NULL};
+    expect_node_error(404, "Not Found", "application/xml",
+                      S3_ERROR_XML("NoSuchBucket", "The specified bucket does not exist."), reset,
+                      "ternctl: bucket policy reset nope: 404 NoSuchBucket: The specified bucket "
+                      "does not exist.\n");
+    expect_node_error(403, "Forbidden", "application/xml",
+                      S3_ERROR_XML("SignatureDoesNotMatch", "Bad signature."), get,
+                      "ternctl: the node refused the credentials (SignatureDoesNotMatch): Bad "
+                      "signature.\n");
+}
+
+/* A 200 whose body is not a policy document, and an error that is not S3 XML. */
+static void test_odd_answers(void **state)
+{
+    (void)state;
+    const char *const get[] = {"bucket", "policy", "get", "b", NULL};
+    test_server *s = server_start(200, "OK", "application/json", "[1,2]");
+    char *url = endpoint_of(s->port);
+    run_result r = run(url, get);
+    assert_int_equal(r.rc, 1);
+    assert_non_null(strstr(r.err, "/_tern/buckets/b/policy returned JSON that is not an object"));
+    result_free(&r);
+    free(url);
+    server_stop(s);
+    s = server_start(502, "Bad Gateway", "text/plain", "upstream down\n");
+    url = endpoint_of(s->port);
+    r = run(url, get);
+    assert_int_equal(r.rc, 1);
+    assert_non_null(strstr(r.err, "/_tern/buckets/b/policy: HTTP 502: upstream down\n"));
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+static void test_unreachable(void **state)
+{
+    (void)state;
+    int port;
+    int fd = bind_loopback(false, &port); /* bound, not listening: connections are refused */
+    char *url = endpoint_of(port);
+    const char *const words[] = {"bucket", "policy", "set", "b", "--rpo", "30s", NULL};
+    run_result r = run(url, words);
+    assert_int_equal(r.rc, 1);
+    char *expected;
+    assert_true(asprintf(&expected, "ternctl: cannot reach the node at %s: ", url) > 0);
+    assert_true(strncmp(r.err, expected, strlen(expected)) == 0);
+    assert_string_equal(r.out, "");
+    free(expected);
+    result_free(&r);
+    free(url);
+    close(fd);
+}
+
+static void test_help_lists_bucket_policy(void **state)
+{
+    (void)state;
+    const char *const words[] = {"help", NULL};
+    run_result r = run(NULL, words);
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "  bucket policy get BUCKET\n"));
+    assert_non_null(strstr(r.out, "  bucket policy set BUCKET [--min-regions N]"));
+    assert_non_null(strstr(r.out, "  bucket policy reset BUCKET\n"));
+    result_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_set_sends_policy, clean_env),
+        cmocka_unit_test_setup(test_set_sends_only_given_fields, clean_env),
+        cmocka_unit_test_setup(test_set_options_anywhere_json, clean_env),
+        cmocka_unit_test_setup(test_get_table, clean_env),
+        cmocka_unit_test_setup(test_get_defaults_and_units, clean_env),
+        cmocka_unit_test_setup(test_get_json, clean_env),
+        cmocka_unit_test_setup(test_reset, clean_env),
+        cmocka_unit_test_setup(test_usage_errors, clean_env),
+        cmocka_unit_test_setup(test_node_errors, clean_env),
+        cmocka_unit_test_setup(test_odd_answers, clean_env),
+        cmocka_unit_test_setup(test_unreachable, clean_env),
+        cmocka_unit_test_setup(test_help_lists_bucket_policy, clean_env),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
