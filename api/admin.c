@@ -152,6 +152,48 @@ static void egress_status(api__req *r)
     free(text);
 }
 
+/* ---- /_tern/placement/explain and /stats: the engine's view, from memory on the loop ---- */
+
+static void placement_status(api__req *r)
+{
+    node_placement *pl = r->server->placement;
+    if (pl == NULL) {
+        api__respond_error(r, "NoTopology",
+                           "This node has no topology configured (ternd --topology FILE), so it "
+                           "runs no placement engine.");
+        return;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    int rc;
+    if (r->op == API_OP_ADMIN_PLACEMENT_STATS) {
+        rc = node_placement_stats_json(pl, &text, &len);
+    } else {
+        const char *bucket = api__req_param(r, "bucket"), *key = api__req_param(r, "key");
+        if (bucket == NULL || key == NULL || bucket[0] == '\0' || key[0] == '\0') {
+            api__respond_error(r, "InvalidArgument",
+                               "placement/explain needs the query parameters bucket and key.");
+            return;
+        }
+        rc = node_placement_explain_json(pl, bucket, key, tern_now_ms(), &text, &len);
+        if (rc == TERN_ENOTFOUND) {
+            char msg[400];
+            snprintf(msg, sizeof msg,
+                     "The placement engine of this node has no record of %.63s/%.200s: it learns "
+                     "objects as this node serves their writes and reads.",
+                     bucket, key);
+            api__respond_error(r, "NoSuchKey", msg);
+            return;
+        }
+    }
+    if (rc != 0) {
+        api__respond_error(r, "InternalError", tern_strerror(rc));
+        return;
+    }
+    api__respond(r, 200, NULL, "application/json", text, len);
+    free(text);
+}
+
 /* ---- /_tern/cluster: the region group's status and membership changes ---- */
 
 static void respond_json(api__req *r, int status, json_t *root)
@@ -279,6 +321,10 @@ void api__admin_handle(api__req *r)
         return;
     case API_OP_ADMIN_EGRESS:
         egress_status(r);
+        return;
+    case API_OP_ADMIN_PLACEMENT_EXPLAIN:
+    case API_OP_ADMIN_PLACEMENT_STATS:
+        placement_status(r);
         return;
     default:
         api__respond_error(r, "InvalidRequest", "Unknown admin endpoint.");

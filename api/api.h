@@ -21,6 +21,8 @@ typedef struct {
     node_egress *egress;
     /* The deployment's topology, to check bucket policies against; NULL without one. */
     const node_topology *topology;
+    /* The placement engine fed with this node's accesses; NULL without a topology. */
+    node_placement *placement;
 } api_server_options;
 
 /* Binds config->s3_listen and starts accepting. errmsg gets the reason on failure. */

@@ -327,6 +327,10 @@ static void get_respond(api__req *r, api__get *g)
     const char *ct = api__req_param(r, "response-content-type");
     if (ct == NULL || strpbrk(ct, "\r\n"))
         ct = m->content_type ? m->content_type : "binary/octet-stream";
+    /* A read the engine learns from: the bytes this GET moves (HEADs move none). */
+    if (!g->head)
+        node_placement_observe(r->server->placement, r->bucket, r->key, PLC_GET, length,
+                               tern_now_ms());
     if (g->head || length == 0) {
         api__respond_head(r, status, h.data, length, ct);
         api__buf_free(&h);

@@ -643,6 +643,9 @@ static void commit_committed(api__req *r, int status)
     if (j->rc != 0) {
         api__respond_store_error(r, j->rc, p->is_part ? "NoSuchUpload" : "NoSuchBucket");
     } else {
+        if (!p->is_part)
+            node_placement_observe(r->server->placement, r->bucket, r->key, PLC_PUT,
+                                   j->m.size_bytes, tern_now_ms());
         api__buf h = {0};
         api__format_etag_header(&h, j->m.etag);
         api__respond(r, 200, h.data, NULL, NULL, 0);
@@ -739,10 +742,13 @@ static void delete_done(api__req *r, void *arg)
     int rc = j->rc;
     free(j);
     if (r->aborted) return;
-    if (rc != 0)
+    if (rc != 0) {
         api__respond_store_error(r, rc, "NoSuchBucket");
-    else
+    } else {
+        node_placement_observe(r->server->placement, r->bucket, r->key, PLC_DELETE, 0,
+                               tern_now_ms());
         api__respond(r, 204, NULL, NULL, NULL, 0);
+    }
 }
 
 void api__delete_object(api__req *r)
@@ -850,6 +856,8 @@ static void copy_done(api__req *r, void *arg)
     } else if (j->rc != 0) {
         api__respond_store_error(r, j->rc, "NoSuchKey");
     } else {
+        node_placement_observe(r->server->placement, r->bucket, r->key, PLC_PUT, j->src->size_bytes,
+                               tern_now_ms());
         api__buf body = {0};
         char date[32];
         api__iso8601_format(j->dst.last_modified_ms, date);

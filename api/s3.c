@@ -175,6 +175,10 @@ static int route(const api__req *r)
             return API_OP_ADMIN_CLUSTER;
         if (r->method == HTTP_GET && r->key && strcmp(r->key, "egress") == 0)
             return API_OP_ADMIN_EGRESS;
+        if (r->method == HTTP_GET && r->key && strcmp(r->key, "placement/explain") == 0)
+            return API_OP_ADMIN_PLACEMENT_EXPLAIN;
+        if (r->method == HTTP_GET && r->key && strcmp(r->key, "placement/stats") == 0)
+            return API_OP_ADMIN_PLACEMENT_STATS;
         if (r->method == HTTP_POST && r->key && strncmp(r->key, "cluster/", 8) == 0)
             return API_OP_ADMIN_CLUSTER_CHANGE;
         if (r->key && strncmp(r->key, "buckets/", 8) == 0 && policy_path(r->key) != NULL) {
@@ -365,6 +369,8 @@ void api__s3_handle(api__req *r)
     case API_OP_ADMIN_CLUSTER:
     case API_OP_ADMIN_CLUSTER_CHANGE:
     case API_OP_ADMIN_EGRESS:
+    case API_OP_ADMIN_PLACEMENT_EXPLAIN:
+    case API_OP_ADMIN_PLACEMENT_STATS:
         api__admin_handle(r);
         return;
     case API_OP_ADMIN_POLICY_GET:

@@ -1023,6 +1023,7 @@ int api_server_start(const api_server_options *opts, api_server **out, char *err
     s->config = opts->config;
     s->egress = opts->egress;
     s->topology = opts->topology;
+    s->placement = opts->placement;
     s->started_ms = opts->started_ms;
     if (load_credentials(s, opts->config) != 0) goto err;
     register_metrics(s);

@@ -55,6 +55,8 @@
     X(ADMIN_CLUSTER_CHANGE, "AdminClusterChange")                                                  \
     X(ADMIN_EGRESS, "AdminEgress")                                                                 \
     X(ADMIN_POLICY_GET, "AdminBucketPolicyGet")                                                    \
+    X(ADMIN_PLACEMENT_EXPLAIN, "AdminPlacementExplain")                                            \
+    X(ADMIN_PLACEMENT_STATS, "AdminPlacementStats")                                                \
     X(ADMIN_POLICY_PUT, "AdminBucketPolicyPut")                                                    \
     X(ADMIN_POLICY_DELETE, "AdminBucketPolicyDelete")                                              \
     X(LIST_BUCKETS, "ListBuckets")                                                                 \
@@ -107,6 +109,7 @@ struct api_server {
     const node_config *config;
     node_egress *egress; /* may be NULL: no topology */
     const node_topology *topology; /* may be NULL */
+    node_placement *placement;     /* may be NULL */
     int64_t started_ms;
     uv_tcp_t listener;
     bool listening;

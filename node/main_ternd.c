@@ -27,6 +27,9 @@ typedef struct {
     /* Egress accounting priced from the topology; NULL without one. Nothing records into it
      * until the geo-replicator does (issue 5): until then it reports zeros. */
     node_egress *egress;
+    /* The placement engine, fed with this node's accesses; NULL without a topology. */
+    node_placement *placement;
+    uv_timer_t placement_timer;
     node_store *store;
     node_sm *sm;
     node_group *group;
@@ -164,6 +167,17 @@ static void scrub_tick(uv_timer_t *t)
     uv_queue_work(d->loop, &d->scrub_work, scrub_work_cb, scrub_after_cb);
 }
 
+/* ---- placement: a review of the engine's sets every few seconds (drops, RPO windows) ---- */
+
+#define PLACEMENT_TICK_MS      5000
+#define PLACEMENT_TICK_OBJECTS 4096
+
+static void placement_tick(uv_timer_t *t)
+{
+    ternd *d = t->data;
+    node_placement_tick(d->placement, tern_now_ms(), PLACEMENT_TICK_OBJECTS);
+}
+
 /* ---- shutdown ---- */
 
 static void on_group_closed(void *ctx)
@@ -174,6 +188,8 @@ static void on_group_closed(void *ctx)
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_timer_stop(&d->scrub_timer);
     uv_close((uv_handle_t *)&d->scrub_timer, NULL);
+    uv_timer_stop(&d->placement_timer);
+    uv_close((uv_handle_t *)&d->placement_timer, NULL);
 }
 
 /* Order: the S3 server drains (no new proposals), then the group closes (pending ones get
@@ -277,6 +293,16 @@ static int start(ternd *d)
         fprintf(stderr, "ternd: cannot start the region group: %s\n", errmsg);
         return 1;
     }
+    if (d->topology.prices.region_count > 0) {
+        int region = node_topology_region(&d->topology, d->cfg.region);
+        uint64_t seed;
+        RAND_bytes((unsigned char *)&seed, sizeof seed);
+        if (node_placement_new(&d->topology.prices, (uint32_t)region, d->store, seed, &d->placement,
+                               errmsg, sizeof errmsg) != 0) {
+            fprintf(stderr, "ternd: %s\n", errmsg);
+            return 1;
+        }
+    }
     api_server_options ao = {.loop = d->loop,
                              .store = d->store,
                              .group = d->group,
@@ -284,7 +310,8 @@ static int start(ternd *d)
                              .config = &d->cfg,
                              .started_ms = tern_now_ms(),
                              .egress = d->egress,
-                             .topology = d->topology.prices.region_count ? &d->topology : NULL};
+                             .topology = d->topology.prices.region_count ? &d->topology : NULL,
+                             .placement = d->placement};
     if (api_server_start(&ao, &d->server, errmsg, sizeof errmsg) != 0) {
         fprintf(stderr, "ternd: %s\n", errmsg);
         return 1;
@@ -308,6 +335,10 @@ static int start(ternd *d)
     uv_timer_init(d->loop, &d->scrub_timer);
     d->scrub_timer.data = d;
     if (d->cfg.scrub_bytes_per_second > 0) uv_timer_start(&d->scrub_timer, scrub_tick, 1000, 1000);
+    uv_timer_init(d->loop, &d->placement_timer);
+    d->placement_timer.data = d;
+    if (d->placement)
+        uv_timer_start(&d->placement_timer, placement_tick, PLACEMENT_TICK_MS, PLACEMENT_TICK_MS);
     return 0;
 }
 
@@ -373,6 +404,7 @@ int main(int argc, char **argv)
     node_orphans_free(d.orphans);
     node_store_close(d.store);
     node_metrics_free(d.metrics);
+    node_placement_free(d.placement);
     node_egress_free(d.egress);
     node_topology_free(&d.topology);
     node_config_free(&d.cfg);

@@ -657,6 +657,29 @@ int node_egress_metrics_append(const node_egress_totals *t, char **text, size_t 
 int node_egress_json(const node_egress_totals *t, char **out, size_t *len);
 
 /* ======================================================================
+ * Placement (node/placement_live.c): the engine fed with the accesses this
+ * node serves. Thread-safe. Its sets are targets: the geo-replicator applies
+ * them (issue 5); until then explain says what the engine would hold where.
+ * ====================================================================== */
+
+typedef struct node_placement node_placement;
+
+/* Bucket policies are read from store (cached bucket records). TERN_EINVAL, TERN_ENOMEM. */
+int node_placement_new(const plc_topology *t, uint32_t local_region, node_store *store,
+                       uint64_t seed, node_placement **out, char *errmsg, size_t errmsg_len);
+void node_placement_free(node_placement *p); /* safe with NULL */
+/* One access served here (PUT of the new size, GET of the bytes read, DELETE). NULL p: no-op. */
+void node_placement_observe(node_placement *p, const char *bucket, const char *key, plc_op op,
+                            uint64_t bytes, int64_t now_ms);
+/* Reviews up to max_objects (drops, RPO windows); returns the number visited. */
+size_t node_placement_tick(node_placement *p, int64_t now_ms, size_t max_objects);
+/* JSON documents for /_tern/placement/...; explain: TERN_ENOTFOUND for an object the engine
+ * has not seen. *out is malloc'd. */
+int node_placement_explain_json(node_placement *p, const char *bucket, const char *key,
+                                int64_t now_ms, char **out, size_t *len);
+int node_placement_stats_json(node_placement *p, char **out, size_t *len);
+
+/* ======================================================================
  * Logging: one line per event to stderr, "ts level component: message".
  * ====================================================================== */
 

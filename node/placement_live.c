@@ -1,0 +1,230 @@
+/* The placement engine inside ternd: fed with the accesses this node serves, explained on demand.
+ */
+#include <assert.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node.h"
+
+/*
+ * One plc_engine per node, behind a mutex (accesses come from the loop
+ * thread and from workers; an observe costs about half a microsecond, so
+ * the lock is never held long). Each bucket's policy comes from its bucket
+ * record, read from the store's cache when the bucket is first seen and
+ * again at most every POLICY_REFRESH_MS, so a policy changed on any node of
+ * the region reaches the engine within that time without a hook on every
+ * path that changes it. The engine's sets are targets: until the
+ * geo-replicator applies them (issue 5), every block stays in this region,
+ * and `explain` says what the engine would hold where and why.
+ */
+
+#define POLICY_REFRESH_MS 10000
+#define BUCKETS_MAX       4096 /* policy cache entries; beyond it, lookups just refresh */
+
+typedef struct {
+    char name[NODE_BUCKET_NAME_MAX + 1];
+    int64_t refreshed_ms;
+    plc_bucket_policy applied;
+    bool used;
+} bucket_entry;
+
+struct node_placement {
+    pthread_mutex_t mu;
+    plc_engine *engine;
+    node_store *store;
+    plc_topology topology;
+    uint32_t local_region;
+    bucket_entry *buckets; /* open addressing by name hash */
+};
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+int node_placement_new(const plc_topology *t, uint32_t local_region, node_store *store,
+                       uint64_t seed, node_placement **out, char *errmsg, size_t errmsg_len)
+{
+    *out = NULL;
+    if (local_region >= t->region_count) {
+        tern_errmsg(errmsg, errmsg_len, "placement: local region %u out of range", local_region);
+        return TERN_EINVAL;
+    }
+    node_placement *p = calloc(1, sizeof *p);
+    if (p == NULL) return TERN_ENOMEM;
+    p->buckets = calloc(BUCKETS_MAX, sizeof *p->buckets);
+    plc_config c = {.algo = PLC_ALGO_THOMPSON, .seed = seed};
+    int rc = p->buckets ? plc_engine_new(t, &c, &p->engine, errmsg, errmsg_len) : TERN_ENOMEM;
+    if (rc != 0) {
+        free(p->buckets);
+        free(p);
+        return rc;
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    p->store = store;
+    p->topology = *t;
+    p->local_region = local_region;
+    *out = p;
+    return 0;
+}
+
+void node_placement_free(node_placement *p)
+{
+    if (p == NULL) return;
+    plc_engine_free(p->engine);
+    pthread_mutex_destroy(&p->mu);
+    free(p->buckets);
+    free(p);
+}
+
+/* A stored policy as the engine's (region names to a mask; names the topology lacks, which
+ * a policy set before the topology changed may hold, are left out). */
+static plc_bucket_policy engine_policy(const node_placement *p, const node_bucket_policy *bp)
+{
+    plc_bucket_policy e = {.min_regions = bp->min_regions, .rpo_seconds = bp->rpo_seconds};
+    for (int pass = 0; pass < 2; pass++) {
+        uint32_t count = pass ? bp->pinned_count : bp->allowed_count;
+        for (uint32_t i = 0; i < count; i++) {
+            const char *name = pass ? bp->pinned[i] : bp->allowed[i];
+            for (uint32_t r = 0; r < p->topology.region_count; r++)
+                if (strcmp(p->topology.names[r], name) == 0) {
+                    if (pass)
+                        e.pinned |= 1u << r;
+                    else
+                        e.allowed |= 1u << r;
+                }
+        }
+    }
+    uint32_t allowed =
+        (uint32_t)__builtin_popcount(e.allowed ? e.allowed : (1u << p->topology.region_count) - 1);
+    if (e.min_regions > allowed) e.min_regions = allowed;
+    if (e.min_regions < 1) e.min_regions = 1;
+    if (e.allowed) e.pinned &= e.allowed;
+    return e;
+}
+
+/* Brings the engine's policy for bucket up to date with its record (caller holds mu). */
+static void refresh_policy(node_placement *p, const char *bucket, int64_t now_ms)
+{
+    size_t slot = name_hash(bucket) % BUCKETS_MAX;
+    bucket_entry *e = NULL;
+    for (size_t probe = 0; probe < 8; probe++) {
+        bucket_entry *x = &p->buckets[(slot + probe) % BUCKETS_MAX];
+        if (!x->used || strcmp(x->name, bucket) == 0) {
+            e = x;
+            break;
+        }
+    }
+    if (e != NULL && e->used && now_ms - e->refreshed_ms < POLICY_REFRESH_MS) return;
+    node_bucket b;
+    if (node_store_bucket_get_cached(p->store, bucket, &b) != 0) return;
+    plc_bucket_policy ep = engine_policy(p, &b.policy);
+    if (e == NULL || !e->used || memcmp(&ep, &e->applied, sizeof ep) != 0)
+        plc_engine_set_policy(p->engine, bucket, &ep);
+    if (e != NULL) {
+        snprintf(e->name, sizeof e->name, "%s", bucket);
+        e->used = true;
+        e->applied = ep;
+        e->refreshed_ms = now_ms;
+    }
+}
+
+void node_placement_observe(node_placement *p, const char *bucket, const char *key, plc_op op,
+                            uint64_t bytes, int64_t now_ms)
+{
+    if (p == NULL) return;
+    plc_event ev = {now_ms, p->local_region, op, bucket, key, bytes};
+    plc_decision d;
+    pthread_mutex_lock(&p->mu);
+    refresh_policy(p, bucket, now_ms);
+    /* Refusals (a key beyond the engine's name limit) and ENOMEM only cost the engine one
+     * observation: the request itself has already been served. */
+    (void)plc_engine_observe(p->engine, &ev, &d);
+    pthread_mutex_unlock(&p->mu);
+}
+
+size_t node_placement_tick(node_placement *p, int64_t now_ms, size_t max_objects)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t n = plc_engine_tick(p->engine, now_ms, max_objects, NULL, NULL);
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+static const char *reason_name(plc_reason r)
+{
+    switch (r) {
+    case PLC_REASON_NONE:
+        return "none";
+    case PLC_REASON_DEMAND:
+        return "demand";
+    case PLC_REASON_PINNED:
+        return "pinned";
+    case PLC_REASON_MIN_REGIONS:
+        return "min_regions";
+    case PLC_REASON_ORIGIN:
+        return "origin";
+    case PLC_REASON_NOT_ALLOWED:
+        return "not_allowed";
+    }
+    return "none";
+}
+
+static int dump(json_t *doc, char **out, size_t *len)
+{
+    char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+    json_decref(doc);
+    if (text == NULL) return TERN_ENOMEM;
+    *out = text;
+    *len = strlen(text);
+    return 0;
+}
+
+int node_placement_explain_json(node_placement *p, const char *bucket, const char *key,
+                                int64_t now_ms, char **out, size_t *len)
+{
+    plc_explanation x;
+    pthread_mutex_lock(&p->mu);
+    int rc = plc_engine_explain(p->engine, bucket, key, now_ms, &x);
+    pthread_mutex_unlock(&p->mu);
+    if (rc != 0) return rc;
+    json_t *holders = json_array(), *regions = json_array();
+    for (uint32_t r = 0; r < p->topology.region_count; r++) {
+        const plc_region_explanation *e = &x.regions[r];
+        if (x.holders & (1u << r))
+            json_array_append_new(holders, json_string(p->topology.names[r]));
+        json_array_append_new(regions,
+                              json_pack("{s:s, s:b, s:s, s:f, s:f, s:f, s:f, s:f}", "name",
+                                        p->topology.names[r], "held", e->held, "reason",
+                                        reason_name(e->reason), "reads_per_day", e->reads_per_day,
+                                        "reads_per_day_stddev", e->reads_per_day_stddev,
+                                        "saving_usd", e->saving_usd, "storage_usd", e->storage_usd,
+                                        "transfer_usd", e->transfer_usd));
+    }
+    json_t *doc = json_pack("{s:s, s:s, s:I, s:o, s:b, s:f, s:o}", "bucket", bucket, "key", key,
+                            "bytes", (json_int_t)x.bytes, "holders", holders, "from_prefix_prior",
+                            x.from_prefix_prior, "life_days", x.life_days, "regions", regions);
+    return dump(doc, out, len);
+}
+
+int node_placement_stats_json(node_placement *p, char **out, size_t *len)
+{
+    plc_engine_stats st;
+    pthread_mutex_lock(&p->mu);
+    plc_engine_stats_get(p->engine, &st);
+    pthread_mutex_unlock(&p->mu);
+    double per_pair = st.pairs_tracked ? (double)st.memory_bytes / (double)st.pairs_tracked : 0;
+    json_t *doc =
+        json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:I, s:I, s:I}", "region",
+                  p->topology.names[p->local_region], "algo", "thompson", "objects_tracked",
+                  (json_int_t)st.objects_tracked, "pairs_tracked", (json_int_t)st.pairs_tracked,
+                  "memory_bytes", (json_int_t)st.memory_bytes, "bytes_per_pair", per_pair, "events",
+                  (json_int_t)st.events, "replicas_added", (json_int_t)st.replicas_added,
+                  "replicas_dropped", (json_int_t)st.replicas_dropped);
+    return dump(doc, out, len);
+}
