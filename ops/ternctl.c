@@ -41,6 +41,7 @@ static void print_usage(FILE *f)
             "%s"
             "%s"
             "%s"
+            "%s"
             "  help          show this help\n"
             "\n"
             "Options:\n"
@@ -52,8 +53,8 @@ static void print_usage(FILE *f)
             "  -h, --help            show this help\n"
             "\n"
             "Exit status: 0 success, 1 the command failed, 2 usage error.\n",
-            ops__cluster_usage, ops__bucket_usage, ops__egress_usage, ops__sim_usage,
-            DEFAULT_ENDPOINT);
+            ops__cluster_usage, ops__bucket_usage, ops__placement_usage, ops__egress_usage,
+            ops__sim_usage, DEFAULT_ENDPOINT);
 }
 
 int ops__usage_error(const ops__options *o, const char *fmt, ...)
@@ -435,8 +436,7 @@ out:
     return root;
 }
 
-/* "123 B", or "4.5 KiB (4567 bytes)": exact and readable at once. */
-static void format_bytes(uint64_t bytes, char *out, size_t out_len)
+void ops__format_bytes(uint64_t bytes, char *out, size_t out_len)
 {
     static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
     if (bytes < 1024) {
@@ -500,7 +500,7 @@ static void format_value(const json_t *v, enum value_format format, char *out, s
     if (json_is_string(v)) {
         snprintf(out, out_len, "%s", json_string_value(v));
     } else if (json_is_integer(v) && json_integer_value(v) >= 0 && format == FMT_BYTES) {
-        format_bytes((uint64_t)json_integer_value(v), out, out_len);
+        ops__format_bytes((uint64_t)json_integer_value(v), out, out_len);
     } else if (json_is_integer(v) && json_integer_value(v) >= 0 && format == FMT_DURATION) {
         format_duration((uint64_t)json_integer_value(v), out, out_len);
     } else if (json_is_integer(v)) {
@@ -612,8 +612,10 @@ static int run_command(ops__options *o, int argc, char **argv)
     bool cluster = strcmp(command, "cluster") == 0;
     bool egress = strcmp(command, "egress") == 0;
     bool bucket = strcmp(command, "bucket") == 0;
+    bool placement = strcmp(command, "placement") == 0;
     ops__cluster_cmd cluster_cmd;
     ops__bucket_cmd bucket_cmd;
+    ops__placement_cmd placement_cmd;
     if (!bucket && o->command_option_count > 0)
         return ops__usage_error(o, "option '--%s' applies only to 'bucket policy set'",
                                 o->command_options[0].name);
@@ -623,6 +625,9 @@ static int run_command(ops__options *o, int argc, char **argv)
         if (rc != EXIT_OK) return rc;
     } else if (bucket) {
         int rc = ops__bucket_parse(o, argc - optind - 1, argv + optind + 1, &bucket_cmd);
+        if (rc != EXIT_OK) return rc;
+    } else if (placement) {
+        int rc = ops__placement_parse(o, argc - optind - 1, argv + optind + 1, &placement_cmd);
         if (rc != EXIT_OK) return rc;
     } else if (!egress && strcmp(command, "status") != 0) {
         return ops__usage_error(o, "unknown command '%s'", command);
@@ -646,6 +651,8 @@ static int run_command(ops__options *o, int argc, char **argv)
         rc = ops__cluster_run(o, &cluster_cmd);
     else if (bucket)
         rc = ops__bucket_run(o, &bucket_cmd);
+    else if (placement)
+        rc = ops__placement_run(o, &placement_cmd);
     else if (egress)
         rc = ops__egress_run(o);
     else

@@ -25,8 +25,8 @@ const char ops__egress_usage[] =
 
 static const char *const causes[] = {"replication", "remote_read", "repair"};
 
-/* "0", "12.50", "0.0001860", or "1.860e-15" below what USD_DECIMALS_MAX decimals can show. */
-static void format_usd(double usd, char *out, size_t out_len)
+/* "0", "12.50", "0.000186", or "1.860e-15" below what USD_DECIMALS_MAX decimals can show. */
+void ops__format_usd(double usd, char *out, size_t out_len)
 {
     if (usd == 0 || !isfinite(usd)) {
         snprintf(out, out_len, isfinite(usd) ? "0" : "-");
@@ -85,8 +85,8 @@ static void print_flows(FILE *out, const json_t *flows)
     json_array_foreach(flows, i, flow)
     {
         char usd[CELL_BYTES_MAX], price[CELL_BYTES_MAX];
-        format_usd(get_number(flow, "usd"), usd, sizeof usd);
-        format_usd(get_number(flow, "usd_per_gb"), price, sizeof price);
+        ops__format_usd(get_number(flow, "usd"), usd, sizeof usd);
+        ops__format_usd(get_number(flow, "usd_per_gb"), price, sizeof price);
         fprintf(out, "%-*s  %-*s  %-11s  %20llu  %14s  %s\n", from_width, get_string(flow, "from"),
                 to_width, get_string(flow, "to"), get_string(flow, "cause"),
                 (unsigned long long)get_u64(flow, "bytes"), usd, price);
@@ -100,12 +100,12 @@ static void print_totals(FILE *out, const json_t *root)
     fprintf(out, "%-11s  %20s  %14s\n", "CAUSE", "BYTES", "USD");
     for (size_t c = 0; c < TERN_ARRAY_LEN(causes); c++) {
         const json_t *flow = json_object_get(by_cause, causes[c]);
-        format_usd(get_number(flow, "usd"), usd, sizeof usd);
+        ops__format_usd(get_number(flow, "usd"), usd, sizeof usd);
         fprintf(out, "%-11s  %20llu  %14s\n", causes[c], (unsigned long long)get_u64(flow, "bytes"),
                 usd);
     }
     const json_t *total = json_object_get(root, "total");
-    format_usd(get_number(total, "usd"), usd, sizeof usd);
+    ops__format_usd(get_number(total, "usd"), usd, sizeof usd);
     fprintf(out, "%-11s  %20llu  %14s\n", "total", (unsigned long long)get_u64(total, "bytes"),
             usd);
 }
@@ -125,7 +125,7 @@ static void print_comparison(FILE *out, const json_t *root)
     double local = get_number(reads, "local_bytes_ratio");
     if (isfinite(local))
         fprintf(out, "%-18s  %.4f (full replication: 1)\n", "Local read bytes", local);
-    format_usd(full_usd, usd, sizeof usd);
+    ops__format_usd(full_usd, usd, sizeof usd);
     fprintf(out,
             "%-18s  %s USD (the same writes copied to every other region over the "
             "cheapest tree)\n",
@@ -136,7 +136,7 @@ static void print_comparison(FILE *out, const json_t *root)
         return;
     }
     fprintf(out, "%-18s  %.4f\n", "Actual / full", ratio);
-    format_usd(get_number(full, "saving_usd"), usd, sizeof usd);
+    ops__format_usd(get_number(full, "saving_usd"), usd, sizeof usd);
     if (ratio <= 1)
         fprintf(out, "%-18s  %s USD (%.1f%% of full replication)\n", "Saving", usd,
                 100.0 * (1.0 - ratio));

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #define EXIT_OK     0
@@ -13,6 +14,7 @@
 #define EXIT_HELP   (-1) /* internal: help was printed, exit 0 */
 
 #define OPS__COMMAND_OPTIONS_MAX 16 /* command options on one command line */
+#define OPS__BUCKET_BYTES_MAX    63 /* S3's (and the node's) longest bucket name */
 
 /* An option only some command takes (e.g. "--rpo 30s" of "bucket policy set"). */
 typedef struct ops__command_option {
@@ -76,6 +78,13 @@ bool ops__query_encode(const char *text, char *out, size_t out_len);
 /* The document, indented, and a newline, on o->out. */
 void ops__print_json(const ops__options *o, const json_t *root);
 
+/* "123 B", or "4.5 KiB (4567 bytes)": exact and readable at once. */
+void ops__format_bytes(uint64_t bytes, char *out, size_t out_len);
+
+/* Dollars with four significant digits, so that tiny amounts do not read as 0: "0", "12.50",
+ * "0.000186", "1.860e-15"; "-" when not finite (absent). */
+void ops__format_usd(double usd, char *out, size_t out_len);
+
 /*
  * "ternctl cluster ...": args are the words after "cluster". ops__cluster_parse checks them
  * (usage errors are EXIT_USAGE, before any credentials are needed) into an opaque command
@@ -116,5 +125,21 @@ int ops__bucket_run(const ops__options *o, const ops__bucket_cmd *cmd);
 extern const char ops__bucket_usage[];
 /* The long options of "bucket policy set", NULL-terminated, parsed with the node options. */
 extern const char *const ops__bucket_option_names[];
+
+/*
+ * "ternctl placement explain BUCKET/KEY | stats" (ternctl_placement.c): args are the words after
+ * "placement". ops__placement_parse reports usage errors (EXIT_USAGE) before credentials are
+ * needed; ops__placement_run makes the GET and prints a table or, with -o json, the document.
+ */
+typedef struct ops__placement_cmd {
+    int kind;
+    const char *object; /* "BUCKET/KEY" as given, for messages */
+    char bucket[OPS__BUCKET_BYTES_MAX + 1];
+    const char *key; /* everything after the first '/' */
+} ops__placement_cmd;
+
+int ops__placement_parse(const ops__options *o, int argc, char **argv, ops__placement_cmd *cmd);
+int ops__placement_run(const ops__options *o, const ops__placement_cmd *cmd);
+extern const char ops__placement_usage[];
 
 #endif

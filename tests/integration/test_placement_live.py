@@ -1,5 +1,6 @@
 """The placement engine inside ternd: fed by the accesses a node serves, explained on demand."""
 import json
+import subprocess
 
 import pytest
 
@@ -56,6 +57,18 @@ def test_explain_follows_writes_and_reads(node):
     stats = json.loads(signer.request("GET", "/_tern/placement/stats").body)
     assert stats["region"] == "us-east" and stats["objects_tracked"] == 1, stats
     assert stats["events"] == 6, stats  # one PUT, five GETs
+    # ternctl shows the same explanation.
+    p = subprocess.run([ternlib.ternctl_binary(), "--endpoint", node.endpoint, "--access-key",
+                        node.access_key, "--secret-key", node.secret_key, "placement", "explain",
+                        f"media/{key}"], capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    assert "us-east" in p.stdout and "yes" in p.stdout, p.stdout
+    p = subprocess.run([ternlib.ternctl_binary(), "--endpoint", node.endpoint, "--access-key",
+                        node.access_key, "--secret-key", node.secret_key, "-o", "json",
+                        "placement", "stats"], capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 0 and json.loads(p.stdout)["events"] == 6, p.stdout + p.stderr
     # A delete ends the object's record.
     s3.delete_object(Bucket="media", Key=key)
     r = explain(signer, "media", key)

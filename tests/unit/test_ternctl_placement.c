@@ -1,0 +1,709 @@
+/* ternctl placement explain|stats tests: ops_main in-process against a canned-response server. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+#include "ops.h"
+
+#define SECRET      "secret-123"
+#define AUTH_PREFIX "Authorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/"
+#define ARGC(a)     ((int)(sizeof(a) / sizeof((a)[0])))
+
+#define S3_ERROR_XML(code, message)                                                                \
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>" code "</Code><Message>" message    \
+    "</Message><RequestId>1</RequestId></Error>"
+
+/* ---------------- the canned server ---------------- */
+
+/* A listening socket and a thread answering every connection with the same bytes; it keeps
+ * the last request's head and body for the test to check. */
+typedef struct {
+    int listen_fd;
+    int port;
+    pthread_t thread;
+    atomic_bool stop;
+    char *response;
+    pthread_mutex_t lock;
+    char head[16384];
+    char body[4096];
+    int request_count;
+} test_server;
+
+/* Reads until the head is complete and Content-Length bytes of body have come. */
+static void read_request(test_server *s, int fd)
+{
+    char buf[sizeof s->head + sizeof s->body];
+    size_t len = 0, want = 0;
+    char *body = NULL;
+    while (len + 1 < sizeof buf) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 2000) <= 0) break;
+        ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+        if (n <= 0) break;
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (body == NULL && (body = strstr(buf, "\r\n\r\n")) != NULL) {
+            body += 4;
+            const char *cl = strcasestr(buf, "\r\nContent-Length:");
+            want = cl != NULL && cl < body ? strtoul(cl + 17, NULL, 10) : 0;
+        }
+        if (body != NULL && (size_t)(buf + len - body) >= want) break;
+    }
+    buf[len] = '\0';
+    pthread_mutex_lock(&s->lock);
+    size_t head_len = body != NULL ? (size_t)(body - buf) : len;
+    assert_true(head_len < sizeof s->head);
+    memcpy(s->head, buf, head_len);
+    s->head[head_len] = '\0';
+    snprintf(s->body, sizeof s->body, "%s", body != NULL ? body : "");
+    s->request_count++;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void *server_main(void *arg)
+{
+    test_server *s = arg;
+    while (!atomic_load(&s->stop)) {
+        struct pollfd p = {s->listen_fd, POLLIN, 0};
+        if (poll(&p, 1, 20) <= 0) continue;
+        int fd = accept(s->listen_fd, NULL, NULL);
+        if (fd < 0) continue;
+        read_request(s, fd);
+        size_t off = 0, len = strlen(s->response);
+        while (off < len) {
+            ssize_t n = write(fd, s->response + off, len - off);
+            if (n <= 0) break;
+            off += (size_t)n;
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+/* 127.0.0.1 on an ephemeral port; listening=false leaves it bound but refusing connections. */
+static int bind_loopback(bool listening, int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    socklen_t addr_len = sizeof addr;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &addr_len), 0);
+    if (listening) assert_int_equal(listen(fd, 16), 0);
+    *port = ntohs(addr.sin_port);
+    return fd;
+}
+
+/* body NULL: a response without one (204). */
+static test_server *server_start(int status, const char *reason, const char *content_type,
+                                 const char *body)
+{
+    test_server *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    if (body != NULL)
+        assert_true(asprintf(&s->response,
+                             "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                             "Connection: close\r\n\r\n%s",
+                             status, reason, content_type, strlen(body), body) > 0);
+    else
+        assert_true(asprintf(&s->response, "HTTP/1.1 %d %s\r\nConnection: close\r\n\r\n", status,
+                             reason) > 0);
+    pthread_mutex_init(&s->lock, NULL);
+    s->listen_fd = bind_loopback(true, &s->port);
+    assert_int_equal(pthread_create(&s->thread, NULL, server_main, s), 0);
+    return s;
+}
+
+static void server_stop(test_server *s)
+{
+    atomic_store(&s->stop, true);
+    pthread_join(s->thread, NULL);
+    close(s->listen_fd);
+    pthread_mutex_destroy(&s->lock);
+    free(s->response);
+    free(s);
+}
+
+/* ---------------- running ternctl ---------------- */
+
+typedef struct {
+    int rc;
+    char *out;
+    char *err;
+} run_result;
+
+/* "ternctl --endpoint URL --access-key AKIDTEST --secret-key SECRET WORDS...", with URL NULL
+ * leaving out everything but the words (for usage errors, found before any of it is needed). */
+static run_result run(const char *url, const char *const *words)
+{
+    char *argv[32] = {"ternctl"};
+    int argc = 1;
+    if (url != NULL) {
+        const char *const node[] = {"--endpoint",   url,   "--access-key", "AKIDTEST",
+                                    "--secret-key", SECRET};
+        for (int i = 0; i < ARGC(node); i++)
+            argv[argc++] = (char *)node[i];
+    }
+    for (; *words != NULL; words++) {
+        assert_true(argc < ARGC(argv));
+        argv[argc++] = (char *)*words;
+    }
+    run_result r = {0};
+    size_t out_len, err_len;
+    FILE *out = open_memstream(&r.out, &out_len);
+    FILE *err = open_memstream(&r.err, &err_len);
+    assert_non_null(out);
+    assert_non_null(err);
+    r.rc = ops_main(argc, argv, out, err);
+    fclose(out);
+    fclose(err);
+    return r;
+}
+
+static void result_free(run_result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+static char *endpoint_of(int port)
+{
+    char *url;
+    assert_true(asprintf(&url, "http://127.0.0.1:%d", port) > 0);
+    return url;
+}
+
+static int clean_env(void **state)
+{
+    (void)state;
+    static const char *const vars[] = {
+        "TERN_ENDPOINT",         "TERN_ACCESS_KEY", "TERN_SECRET_KEY", "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY", "http_proxy",      "HTTP_PROXY",      "https_proxy",
+        "HTTPS_PROXY",           "all_proxy",       "ALL_PROXY",
+    };
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        unsetenv(vars[i]);
+    return 0;
+}
+
+/* ---------------- checking the request ---------------- */
+
+/* The value of header `name` (case-insensitive) in a request head. */
+static bool header_value(const char *head, const char *name, char *out, size_t out_len)
+{
+    size_t name_len = strlen(name);
+    for (const char *line = strstr(head, "\r\n"); line != NULL; line = strstr(line + 2, "\r\n")) {
+        const char *p = line + 2;
+        if (strncasecmp(p, name, name_len) != 0 || p[name_len] != ':') continue;
+        p += name_len + 1;
+        while (*p == ' ')
+            p++;
+        size_t len = strcspn(p, "\r");
+        if (len >= out_len) return false;
+        memcpy(out, p, len);
+        out[len] = '\0';
+        return true;
+    }
+    return false;
+}
+
+static void hmac_sha256(const void *key, size_t key_len, const char *data, uint8_t out[32])
+{
+    unsigned int out_len = 32;
+    assert_non_null(
+        HMAC(EVP_sha256(), key, (int)key_len, (const uint8_t *)data, strlen(data), out, &out_len));
+}
+
+static void sha256_hex(const char *data, char out[65])
+{
+    uint8_t digest[32];
+    SHA256((const uint8_t *)data, strlen(data), digest);
+    for (int i = 0; i < 32; i++)
+        sprintf(out + 2 * i, "%02x", digest[i]);
+}
+
+/*
+ * The request line is "GET TARGET" (path and query exactly as given), the body is empty, and
+ * the SigV4 signature recomputed from the head and the secret (as the node will, the query
+ * being already canonical: sorted, values percent-encoded) is the one sent.
+ */
+static void assert_signed_get(const test_server *s, const char *target)
+{
+    const char *method = "GET", *body = "";
+    char line[4096], path[4096], payload_hash[65], header[128];
+    snprintf(line, sizeof line, "%s %s HTTP/1.1\r\n", method, target);
+    snprintf(path, sizeof path, "%s", target);
+    char *question = strchr(path, '?');
+    const char *query = "";
+    if (question != NULL) {
+        *question = '\0';
+        query = question + 1;
+    }
+    assert_true(strncmp(s->head, line, strlen(line)) == 0);
+    assert_string_equal(s->body, body);
+    sha256_hex(body, payload_hash);
+    assert_true(header_value(s->head, "x-amz-content-sha256", header, sizeof header));
+    assert_string_equal(header, payload_hash);
+    assert_non_null(strstr(s->head, AUTH_PREFIX));
+    assert_null(strstr(s->head, SECRET)); /* the secret itself never goes over the wire */
+
+    char auth[1024], date[64], scope_date[16], signed_headers[512], signature[65];
+    assert_true(header_value(s->head, "Authorization", auth, sizeof auth));
+    assert_true(header_value(s->head, "X-Amz-Date", date, sizeof date));
+    assert_int_equal(sscanf(auth,
+                            "AWS4-HMAC-SHA256 Credential=%*[^/]/%8[0-9]/us-east-1/s3/aws4_request,"
+                            " SignedHeaders=%511[^,], Signature=%64[0-9a-f]",
+                            scope_date, signed_headers, signature),
+                     3);
+    char canonical[8192], value[1024], names[512];
+    int n = snprintf(canonical, sizeof canonical, "%s\n%s\n%s\n", method, path, query);
+    snprintf(names, sizeof names, "%s", signed_headers);
+    char *save = NULL;
+    for (char *name = strtok_r(names, ";", &save); name; name = strtok_r(NULL, ";", &save)) {
+        assert_true(header_value(s->head, name, value, sizeof value));
+        n += snprintf(canonical + n, sizeof canonical - (size_t)n, "%s:%s\n", name, value);
+    }
+    snprintf(canonical + n, sizeof canonical - (size_t)n, "\n%s\n%s", signed_headers, payload_hash);
+    char canonical_hash[65], to_sign[512], key[128], expected[65];
+    sha256_hex(canonical, canonical_hash);
+    snprintf(to_sign, sizeof to_sign, "AWS4-HMAC-SHA256\n%s\n%s/us-east-1/s3/aws4_request\n%s",
+             date, scope_date, canonical_hash);
+    uint8_t k[32];
+    snprintf(key, sizeof key, "AWS4%s", SECRET);
+    hmac_sha256(key, strlen(key), scope_date, k);
+    hmac_sha256(k, 32, "us-east-1", k);
+    hmac_sha256(k, 32, "s3", k);
+    hmac_sha256(k, 32, "aws4_request", k);
+    hmac_sha256(k, 32, to_sign, k);
+    for (int i = 0; i < 32; i++)
+        sprintf(expected + 2 * i, "%02x", k[i]);
+    assert_string_equal(signature, expected);
+}
+
+/* ---------------- fixtures ---------------- */
+
+/* One region per reason, tiny dollars (millionths) and a unicode key with '/', ' ' and '+'. */
+#define EXPLAIN_JSON                                                                               \
+    "{\"bucket\":\"photos\",\"key\":\"2024/a b+c \xC3\xA9.jpg\",\"bytes\":1234567,"                \
+    "\"holders\":[\"us-east\",\"eu-west\",\"eu-central\",\"us-west\"],"                            \
+    "\"from_prefix_prior\":false,\"life_days\":6.9,\"regions\":["                                  \
+    "{\"name\":\"us-east\",\"held\":true,\"reason\":\"origin\",\"reads_per_day\":12.5,"            \
+    "\"reads_per_day_stddev\":3.1,\"saving_usd\":0.0001,\"storage_usd\":0.00002,"                  \
+    "\"transfer_usd\":0.0},"                                                                       \
+    "{\"name\":\"eu-west\",\"held\":true,\"reason\":\"demand\",\"reads_per_day\":140,"             \
+    "\"reads_per_day_stddev\":21.25,\"saving_usd\":0.0004186,\"storage_usd\":0.00002,"             \
+    "\"transfer_usd\":0.00009},"                                                                   \
+    "{\"name\":\"eu-central\",\"held\":true,\"reason\":\"pinned\",\"reads_per_day\":0,"            \
+    "\"reads_per_day_stddev\":0,\"saving_usd\":0,\"storage_usd\":0.00002,"                         \
+    "\"transfer_usd\":0.00009},"                                                                   \
+    "{\"name\":\"us-west\",\"held\":true,\"reason\":\"min_regions\",\"reads_per_day\":0.5,"        \
+    "\"reads_per_day_stddev\":0.25,\"saving_usd\":0.000001,\"storage_usd\":0.00002,"               \
+    "\"transfer_usd\":0.00002},"                                                                   \
+    "{\"name\":\"ap-south\",\"held\":false,\"reason\":\"none\",\"reads_per_day\":0.0417,"          \
+    "\"reads_per_day_stddev\":0.01,\"saving_usd\":2e-7,\"storage_usd\":0.000021,"                  \
+    "\"transfer_usd\":0.00011},"                                                                   \
+    "{\"name\":\"cn-north\",\"held\":false,\"reason\":\"not_allowed\",\"reads_per_day\":3,"        \
+    "\"reads_per_day_stddev\":1,\"saving_usd\":0.00003,\"storage_usd\":0.00002,"                   \
+    "\"transfer_usd\":0.00012}]}"
+
+/* The same key sent percent-encoded in the query: '/' %2F, ' ' %20, '+' %2B, 'é' %C3%A9. */
+#define EXPLAIN_TARGET "/_tern/placement/explain?bucket=photos&key=2024%2Fa%20b%2Bc%20%C3%A9.jpg"
+
+static const char explain_table[] =
+    "photos/2024/a b+c \xC3\xA9.jpg: 1.2 MiB (1234567 bytes), held in us-east, eu-west, "
+    "eu-central, us-west; expected version life 6.9 days\n"
+    "\n"
+    "REGION      HELD  REASON                           READS/DAY   SAVING $  STORAGE $   COPY $\n"
+    "us-east     yes   the last write arrived here     12.5 \xC2\xB1 3.1     0.0001    0.00002"
+    "        0\n"
+    "eu-west     yes   its reads pay for it            140 \xC2\xB1 21.2  0.0004186    0.00002"
+    "  0.00009\n"
+    "eu-central  yes   pinned by the bucket policy          0 \xC2\xB1 0          0    0.00002"
+    "  0.00009\n"
+    "us-west     yes   kept to meet min_regions        0.5 \xC2\xB1 0.25   0.000001    0.00002"
+    "  0.00002\n"
+    "ap-south    no    -                            0.0417 \xC2\xB1 0.01  0.0000002   0.000021"
+    "  0.00011\n"
+    "cn-north    no    residency forbids it                 3 \xC2\xB1 1    0.00003    0.00002"
+    "  0.00012\n";
+
+#define STATS_JSON                                                                                 \
+    "{\"region\":\"us-east\",\"algo\":\"thompson\",\"objects_tracked\":10,\"pairs_tracked\":12,"   \
+    "\"memory_bytes\":123456,\"bytes_per_pair\":48.1,\"events\":100,\"replicas_added\":3,"         \
+    "\"replicas_dropped\":1}"
+
+static const char stats_table[] = "Region            us-east\n"
+                                  "Algorithm         thompson\n"
+                                  "Objects tracked   10\n"
+                                  "Pairs tracked     12\n"
+                                  "Memory            120.6 KiB (123456 bytes)\n"
+                                  "Bytes per pair    48.1\n"
+                                  "Events            100\n"
+                                  "Replicas added    3\n"
+                                  "Replicas dropped  1\n";
+
+/* The server's document and ternctl's output are the same JSON. */
+static void assert_same_json(const char *printed_text, const char *sent_text)
+{
+    json_t *printed = json_loads(printed_text, 0, NULL), *sent = json_loads(sent_text, 0, NULL);
+    assert_non_null(printed);
+    assert_non_null(sent);
+    assert_true(json_equal(printed, sent));
+    json_decref(printed);
+    json_decref(sent);
+}
+
+/* ---------------- explain ---------------- */
+
+static void test_explain_request_encoded_and_signed(void **state)
+{
+    (void)state;
+    test_server *s = server_start(200, "OK", "application/json", EXPLAIN_JSON);
+    char *url = endpoint_of(s->port);
+    /* Split at the first '/' only: the key keeps its own. */
+    const char *const words[] = {"placement", "explain", "photos/2024/a b+c \xC3\xA9.jpg", NULL};
+    run_result r = run(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    pthread_mutex_lock(&s->lock);
+    assert_int_equal(s->request_count, 1);
+    assert_signed_get(s, EXPLAIN_TARGET);
+    pthread_mutex_unlock(&s->lock);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+static void test_explain_table(void **state)
+{
+    (void)state;
+    test_server *s = server_start(200, "OK", "application/json", EXPLAIN_JSON);
+    char *url = endpoint_of(s->port);
+    const char *const words[] = {"placement", "explain", "photos/2024/a b+c \xC3\xA9.jpg", NULL};
+    run_result r = run(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    assert_string_equal(r.out, explain_table);
+    /* What the table is for, spelled out: the reasons in words, and millionths of a dollar
+     * that do not read as 0. */
+    assert_non_null(strstr(r.out, "  yes   the last write arrived here  "));
+    assert_non_null(strstr(r.out, "  no    residency forbids it  "));
+    assert_non_null(strstr(r.out, " 0.00002 "));
+    assert_non_null(strstr(r.out, " 0.0000002 "));
+    assert_null(strstr(r.out, "cold"));
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+/* A cold object was judged by its prefix's summary, and the header says so. */
+static void test_explain_cold_object(void **state)
+{
+    (void)state;
+    test_server *s =
+        server_start(200, "OK", "application/json",
+                     "{\"bucket\":\"logs\",\"key\":\"2019/old.gz\",\"bytes\":512,\"holders\":"
+                     "[\"eu-west\"],\"from_prefix_prior\":true,\"life_days\":0.05,\"regions\":["
+                     "{\"name\":\"eu-west\",\"held\":true,\"reason\":\"origin\","
+                     "\"reads_per_day\":0.001,\"reads_per_day_stddev\":0.002,\"saving_usd\":0,"
+                     "\"storage_usd\":1.2e-9,\"transfer_usd\":0}]}");
+    char *url = endpoint_of(s->port);
+    const char *const words[] = {"placement", "explain", "logs/2019/old.gz", NULL};
+    run_result r = run(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    assert_string_equal(r.out, "logs/2019/old.gz: 512 B, held in eu-west; expected version life "
+                               "0.050 days (figures from the prefix's summary: the object is "
+                               "cold)\n"
+                               "\n"
+                               "REGION   HELD  REASON                           READS/DAY  "
+                               "SAVING $     STORAGE $  COPY $\n"
+                               "eu-west  yes   the last write arrived here  0.001 \xC2\xB1 0.002"
+                               "         0  0.0000000012       0\n");
+    pthread_mutex_lock(&s->lock);
+    assert_signed_get(s, "/_tern/placement/explain?bucket=logs&key=2019%2Fold.gz");
+    pthread_mutex_unlock(&s->lock);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+static void test_explain_json(void **state)
+{
+    (void)state;
+    test_server *s = server_start(200, "OK", "application/json", EXPLAIN_JSON);
+    char *url = endpoint_of(s->port);
+    const char *const words[] = {
+        "-o", "json", "placement", "explain", "photos/2024/a b+c \xC3\xA9.jpg", NULL};
+    run_result r = run(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    assert_same_json(r.out, EXPLAIN_JSON);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+/* ---------------- stats ---------------- */
+
+static void test_stats_table(void **state)
+{
+    (void)state;
+    test_server *s = server_start(200, "OK", "application/json", STATS_JSON);
+    char *url = endpoint_of(s->port);
+    const char *const words[] = {"placement", "stats", NULL};
+    run_result r = run(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    assert_string_equal(r.out, stats_table);
+    pthread_mutex_lock(&s->lock);
+    assert_signed_get(s, "/_tern/placement/stats");
+    pthread_mutex_unlock(&s->lock);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+/* -o json is the node's document; a field this ternctl does not know still shows in the
+ * table, by its JSON name. */
+static void test_stats_json_and_new_fields(void **state)
+{
+    (void)state;
+    test_server *s = server_start(200, "OK", "application/json", STATS_JSON);
+    char *url = endpoint_of(s->port);
+    const char *const words[] = {"placement", "stats", "-o", "json", NULL};
+    run_result r = run(url, words);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    assert_same_json(r.out, STATS_JSON);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+    s = server_start(200, "OK", "application/json",
+                     "{\"region\":\"eu-west\",\"algo\":\"thompson\",\"prefixes_tracked\":7}");
+    url = endpoint_of(s->port);
+    const char *const table[] = {"placement", "stats", NULL};
+    r = run(url, table);
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "Region            eu-west\n"));
+    assert_non_null(strstr(r.out, "Events            -\n"));
+    assert_non_null(strstr(r.out, "Replicas dropped  -\nprefixes_tracked  7\n"));
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+/* ---------------- errors ---------------- */
+
+static void test_usage_errors(void **state)
+{
+    (void)state;
+    char long_bucket[80], long_key[1100];
+    memset(long_bucket, 'b', 64);
+    snprintf(long_bucket + 64, sizeof long_bucket - 64, "/k");
+    /* "b/" and a key of 1025 bytes, one more than S3 allows. */
+    memset(long_key, 'k', 2 + 1025);
+    long_key[0] = 'b';
+    long_key[1] = '/';
+    long_key[2 + 1025] = '\0';
+    const struct {
+        const char *words[6];
+        const char *message;
+    } cases[] = {
+        {{"placement"}, "ternctl: placement: missing subcommand (explain or stats)\n"},
+        {{"placement", "why", "b/k"}, "ternctl: unknown placement command 'why'\n"},
+        {{"placement", "explain"}, "ternctl: placement explain: missing BUCKET/KEY\n"},
+        {{"placement", "explain", "photos"},
+         "ternctl: placement explain: expected BUCKET/KEY, got 'photos'"},
+        {{"placement", "explain", "/k"},
+         "ternctl: placement explain: expected BUCKET/KEY, got '/k'"},
+        {{"placement", "explain", "b/"},
+         "ternctl: placement explain: expected BUCKET/KEY, got 'b/'"},
+        {{"placement", "explain", "b/k", "extra"},
+         "ternctl: unexpected argument 'extra' after the command\n"},
+        {{"placement", "stats", "b/k"}, "ternctl: unexpected argument 'b/k' after the command\n"},
+        {{"placement", "explain", long_bucket},
+         "ternctl: placement explain: bucket name longer than 63 bytes\n"},
+        {{"placement", "explain", long_key},
+         "ternctl: placement explain: key longer than 1024 bytes\n"},
+        {{"placement", "stats", "--rpo", "1s"},
+         "ternctl: option '--rpo' applies only to 'bucket policy set'\n"},
+    };
+    for (int i = 0; i < ARGC(cases); i++) {
+        /* No endpoint and no credentials: usage errors come before either is needed. */
+        run_result r = run(NULL, cases[i].words);
+        if (r.rc != 2 || strncmp(r.err, cases[i].message, strlen(cases[i].message)) != 0)
+            fail_msg("case %d: rc %d, err: %s", i, r.rc, r.err);
+        assert_non_null(strstr(r.err, "\n\nUsage: ternctl"));
+        assert_string_equal(r.out, "");
+        result_free(&r);
+    }
+}
+
+static void expect_node_error(int status, const char *reason, const char *body,
+                              const char *const *words, const char *expected)
+{
+    test_server *s = server_start(status, reason, "application/xml", body);
+    char *url = endpoint_of(s->port);
+    run_result r = run(url, words);
+    assert_int_equal(r.rc, 1);
+    assert_string_equal(r.out, "");
+    assert_string_equal(r.err, expected);
+    result_free(&r);
+    free(url);
+    server_stop(s);
+}
+
+static void test_node_errors(void **state)
+{
+    (void)state;
+    const char *const explain[] = {"placement", "explain", "photos/a b.jpg", NULL};
+    const char *const stats[] = {"placement", "stats", NULL};
+    const char *const stats_json[] = {"-o", "json", "placement", "stats", NULL};
+    expect_node_error(404, "Not Found",
+                      S3_ERROR_XML("NoSuchKey", "The placement engine has no record of the "
+                                                "object."),
+                      explain,
+                      "ternctl: placement explain photos/a b.jpg: 404 NoSuchKey: The placement "
+                      "engine has no record of the object.\n");
+    expect_node_error(404, "Not Found",
+                      S3_ERROR_XML("NoTopology", "This node has no topology configured."), explain,
+                      "ternctl: placement explain photos/a b.jpg: 404 NoTopology: This node has "
+                      "no topology configured.\n");
+    expect_node_error(404, "Not Found",
+                      S3_ERROR_XML("NoTopology", "This node has no topology configured."), stats,
+                      "ternctl: placement stats: 404 NoTopology: This node has no topology "
+                      "configured.\n");
+    /* Errors are text on stderr with -o json too: there is no document to print. */
+    expect_node_error(404, "Not Found",
+                      S3_ERROR_XML("NoTopology", "This node has no topology configured."),
+                      stats_json,
+                      "ternctl: placement stats: 404 NoTopology: This node has no topology "
+                      "configured.\n");
+    expect_node_error(400, "Bad Request",
+                      S3_ERROR_XML("InvalidArgument", "key is missing &amp; required"), explain,
+                      "ternctl: placement explain photos/a b.jpg: 400 InvalidArgument: key is "
+                      "missing & required\n");
+    expect_node_error(400, "Bad Request", S3_ERROR_XML("InvalidRequest", "Unknown admin endpoint."),
+                      stats,
+                      "ternctl: placement stats: 400 InvalidRequest: Unknown admin endpoint. (is "
+                      "the node older than this ternctl?)\n");
+    expect_node_error(403, "Forbidden", S3_ERROR_XML("SignatureDoesNotMatch", "Bad signature."),
+                      explain,
+                      "ternctl: the node refused the credentials (SignatureDoesNotMatch): Bad "
+                      "signature.\n");
+}
+
+/* A 200 whose body is not the document, and an error that is not S3 XML. */
+static void test_odd_answers(void **state)
+{
+    (void)state;
+    static const struct {
+        int status;
+        const char *reason, *body, *words[4], *message;
+    } cases[] = {
+        {200,
+         "OK",
+         "{\"bucket\":\"b\"}",
+         {"placement", "explain", "b/k"},
+         "/_tern/placement/explain?bucket=b&key=k returned JSON without a \"regions\" array\n"},
+        {200,
+         "OK",
+         "[1,2]",
+         {"placement", "stats"},
+         "/_tern/placement/stats returned JSON that is not an object\n"},
+        {200,
+         "OK",
+         "not json",
+         {"placement", "stats"},
+         "/_tern/placement/stats returned invalid JSON\n"},
+        {502,
+         "Bad Gateway",
+         "upstream down\n",
+         {"placement", "stats"},
+         "/_tern/placement/stats: HTTP 502: upstream down\n"},
+    };
+    for (int i = 0; i < ARGC(cases); i++) {
+        test_server *s =
+            server_start(cases[i].status, cases[i].reason, "text/plain", cases[i].body);
+        char *url = endpoint_of(s->port);
+        run_result r = run(url, cases[i].words);
+        if (r.rc != 1 || strstr(r.err, cases[i].message) == NULL)
+            fail_msg("case %d: rc %d, err: %s", i, r.rc, r.err);
+        assert_string_equal(r.out, "");
+        result_free(&r);
+        free(url);
+        server_stop(s);
+    }
+}
+
+static void test_unreachable(void **state)
+{
+    (void)state;
+    int port;
+    int fd = bind_loopback(false, &port); /* bound, not listening: connections are refused */
+    char *url = endpoint_of(port);
+    char *expected;
+    assert_true(asprintf(&expected, "ternctl: cannot reach the node at %s: ", url) > 0);
+    const char *const explain[] = {"placement", "explain", "b/k", NULL};
+    const char *const stats[] = {"placement", "stats", NULL};
+    const char *const *commands[] = {explain, stats};
+    for (int i = 0; i < ARGC(commands); i++) {
+        run_result r = run(url, commands[i]);
+        assert_int_equal(r.rc, 1);
+        assert_true(strncmp(r.err, expected, strlen(expected)) == 0);
+        assert_string_equal(r.out, "");
+        result_free(&r);
+    }
+    free(expected);
+    free(url);
+    close(fd);
+}
+
+static void test_help_lists_placement(void **state)
+{
+    (void)state;
+    const char *const words[] = {"help", NULL};
+    run_result r = run(NULL, words);
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "  placement explain BUCKET/KEY\n"));
+    assert_non_null(strstr(r.out, "  placement stats\n"));
+    result_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_explain_request_encoded_and_signed, clean_env),
+        cmocka_unit_test_setup(test_explain_table, clean_env),
+        cmocka_unit_test_setup(test_explain_cold_object, clean_env),
+        cmocka_unit_test_setup(test_explain_json, clean_env),
+        cmocka_unit_test_setup(test_stats_table, clean_env),
+        cmocka_unit_test_setup(test_stats_json_and_new_fields, clean_env),
+        cmocka_unit_test_setup(test_usage_errors, clean_env),
+        cmocka_unit_test_setup(test_node_errors, clean_env),
+        cmocka_unit_test_setup(test_odd_answers, clean_env),
+        cmocka_unit_test_setup(test_unreachable, clean_env),
+        cmocka_unit_test_setup(test_help_lists_placement, clean_env),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
