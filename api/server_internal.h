@@ -107,7 +107,7 @@ struct api_server {
     node_group *group;
     node_metrics *metrics;
     const node_config *config;
-    node_egress *egress; /* may be NULL: no topology */
+    node_egress *egress;           /* may be NULL: no topology */
     const node_topology *topology; /* may be NULL */
     node_placement *placement;     /* may be NULL */
     int64_t started_ms;

@@ -245,9 +245,9 @@ uint32_t plc_cheapest_source(const plc_topology *t, plc_mask holders, uint32_t t
  *   - the trace end stops every replica's storage.
  * Constraint violations are counted, once per violated rule, after every step
  * of an object and at every RPO deadline: a holder outside allowed or a copy
- * made into a region outside allowed (always), and, once the RPO window after the object's last PUT has passed (ts >=
- * put_ts + rpo_seconds x 1000), fewer than min_regions holders or a pinned
- * region missing.
+ * made into a region outside allowed (always), and, once the RPO window
+ * after the object's last PUT has passed (ts >= put_ts + rpo_seconds x
+ * 1000), fewer than min_regions holders or a pinned region missing.
  */
 
 /* An object of a trace: its bucket's policy is policies[policy]. */
