@@ -214,6 +214,8 @@ static int start_group(ternd *d, char *errmsg, size_t errmsg_len)
         tern_errmsg(errmsg, errmsg_len, "cannot create the state machine: %s", tern_strerror(rc));
         return rc;
     }
+    /* A region with peers logs its changes for them (the geo log; issue 5). */
+    node_sm_set_region(d->sm, d->cfg.region, d->topology.prices.region_count > 1);
     node_group_sm callbacks;
     node_sm_callbacks(d->sm, &callbacks);
     node_group_config gc = {.node_id = d->cfg.node_id,

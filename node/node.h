@@ -359,6 +359,22 @@ int node_store_applied_put(node_store *s, uint64_t index, uint64_t client_id, co
 void node_store_apply_stamp_begin(node_store *s, uint64_t index, uint64_t client_id,
                                   const void *session, size_t session_len);
 bool node_store_apply_stamp_end(node_store *s);
+/*
+ * The geo log (issue 5): the region's own changes in log order, kept in the
+ * replicated meta ("raft/geolog/<index>") so every replica of the region has
+ * it and a new leader ships from where the old one stopped. While a stamp is
+ * open, this makes the commit that takes the stamp also write record under
+ * the stamp's index and the region's HLC ("raft/geo/hlc"), atomically with
+ * the change. record must stay valid until node_store_apply_stamp_end.
+ */
+void node_store_apply_stamp_geo(node_store *s, const void *record, size_t len, uint64_t hlc);
+/* Calls fn for each geo log entry with index > after, in order, at most max of them; stops
+ * early when fn returns non-zero. Returns the number visited or a negative error. */
+int node_store_geolog_read(node_store *s, uint64_t after, size_t max,
+                           int (*fn)(void *ctx, uint64_t index, const void *rec, size_t len),
+                           void *ctx);
+/* The region HLC the last geo record was stamped with (0 if none). */
+int node_store_geo_hlc_get(node_store *s, uint64_t *out);
 /* A session record (malloc'd, caller frees) or TERN_ENOTFOUND. */
 int node_store_session_get(node_store *s, uint64_t client_id, char **rec, size_t *len);
 /* Flushes memtables and writes a self-contained RocksDB checkpoint into dir (must not exist). */

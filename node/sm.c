@@ -35,6 +35,12 @@ typedef struct {
 
 struct node_sm {
     node_store *store;
+    /* Geo log: the origin region id stamped on this region's changes, and the region's HLC
+     * (replicated state: loaded from the store, advanced only by apply). */
+    uint32_t region_id;
+    bool geo; /* the region has peers: its changes are logged for them */
+    uint64_t hlc;
+    bool hlc_loaded;
     /* Apply thread only. Few clients (one per node incarnation): a small array. */
     session *sessions;
     size_t session_count;
@@ -432,6 +438,124 @@ static int apply_cmd(node_sm *sm, const uint8_t *cmd, size_t len)
     }
 }
 
+/* ------------------------------------------------------------------ the geo log */
+
+/*
+ * A change this region originated, as the geo log keeps it (node.h,
+ * node_store_apply_stamp_geo): u8 version (1) | u64 hlc | u32 origin region
+ * id | the change as a plain command (an _WITH_BLOCK form without its block,
+ * whose bytes ship separately to the regions placement picks; an
+ * UPLOAD_COMPLETE as the OBJECT_PUT of its final manifest). The version is
+ * the region's HLC, advanced deterministically in apply: past the previous
+ * one, and up to the change's own time (the proposer's clock) when it has one.
+ */
+#define GEO_RECORD_VERSION 1
+
+uint32_t node_sm_region_id(const char *region)
+{
+    uint32_t h = 2166136261u; /* FNV-1a: stable across releases and platforms */
+    for (const char *p = region; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return h;
+}
+
+void node_sm_set_region(node_sm *sm, const char *region, bool log_changes)
+{
+    sm->region_id = node_sm_region_id(region);
+    sm->geo = log_changes;
+}
+
+/* Skips a string field. */
+static void skip_str(reader *r)
+{
+    uint32_t n = get_u32(r);
+    if (r->bad || (size_t)(r->end - r->p) < n)
+        r->bad = true;
+    else
+        r->p += n;
+}
+
+/* Builds the geo record of cmd into b, or leaves b empty for commands that are not changes to
+ * ship (blocks, parts, upload bookkeeping, collection). Malformed commands are left to apply to
+ * refuse. */
+static void geo_record(node_sm *sm, const uint8_t *cmd, size_t len, node__buf *b)
+{
+    memset(b, 0, sizeof *b);
+    if (!sm->geo || len < 2 || cmd[0] != CMD_VERSION) return;
+    int type = cmd[1];
+    reader r = {cmd + 2, cmd + len, false};
+    const uint8_t *manifest = NULL; /* the manifest record of a put: its mtime dates it */
+    const uint8_t *names_end = NULL;
+    int64_t time_ms = 0;
+    int plain = type;
+    switch (type) {
+    case CMD_BUCKET_CREATE:
+        skip_str(&r);
+        skip_str(&r);
+        time_ms = (int64_t)get_u64(&r);
+        break;
+    case CMD_BUCKET_DELETE:
+    case CMD_OBJECT_DELETE:
+    case CMD_BUCKET_POLICY:
+        break;
+    case CMD_OBJECT_PUT:
+    case CMD_OBJECT_PUT_WITH_BLOCK:
+    case CMD_UPLOAD_COMPLETE:
+        skip_str(&r);
+        skip_str(&r);
+        names_end = r.p;
+        if (type == CMD_UPLOAD_COMPLETE) skip_str(&r);
+        if (type == CMD_OBJECT_PUT_WITH_BLOCK) {
+            if (r.end - r.p < NODE_BLOCK_ID_BYTES) return;
+            r.p += NODE_BLOCK_ID_BYTES;
+            uint32_t n = get_u32(&r);
+            if (r.bad || (size_t)(r.end - r.p) < n) return;
+            r.p += n;
+        }
+        manifest = r.p;
+        plain = CMD_OBJECT_PUT;
+        if (r.bad) return;
+        {
+            uint64_t size;
+            char etag[NODE_ETAG_MAX + 1];
+            if (node__manifest_decode_head((const char *)manifest, (size_t)(r.end - manifest),
+                                           &size, etag, &time_ms) != 0)
+                return;
+        }
+        break;
+    default:
+        return;
+    }
+    if (r.bad) return;
+    uint64_t hlc = sm->hlc + 1;
+    if (time_ms > 0 && ((uint64_t)time_ms << TERN_HLC_LOGICAL_BITS) > hlc)
+        hlc = (uint64_t)time_ms << TERN_HLC_LOGICAL_BITS;
+    node__buf_u8(b, GEO_RECORD_VERSION);
+    node__buf_u64(b, hlc);
+    node__buf_u32(b, sm->region_id);
+    if (plain == type) {
+        node__buf_bytes(b, cmd, len);
+    } else {
+        node__buf_u8(b, CMD_VERSION);
+        node__buf_u8(b, (uint8_t)plain);
+        node__buf_bytes(b, cmd + 2, (size_t)(names_end - (cmd + 2)));
+        node__buf_bytes(b, manifest, (size_t)(cmd + len - manifest));
+    }
+    if (b->failed) node__buf_free(b);
+}
+
+int node_sm_geo_decode(const void *record, size_t len, uint64_t *hlc, uint32_t *region_id,
+                       const uint8_t **cmd, size_t *cmd_len)
+{
+    const uint8_t *p = record;
+    if (len < 1 + 8 + 4 + 2 || p[0] != GEO_RECORD_VERSION) return TERN_EPARSE;
+    *hlc = tern_le_get_u64(p + 1);
+    *region_id = tern_le_get_u32(p + 9);
+    *cmd = p + 13;
+    *cmd_len = len - 13;
+    return 0;
+}
+
 /* ------------------------------------------------------------------ sessions */
 
 static void session_encode(const session *ss, uint8_t out[SESSION_RECORD_BYTES])
@@ -531,8 +655,19 @@ int node_sm_apply(node_sm *sm, uint64_t index, uint64_t client_id, uint64_t seq,
         session_encode(&after, rec);
     }
     node_store_apply_stamp_begin(sm->store, index, client_id, ss ? rec : NULL, ss ? sizeof rec : 0);
+    if (!sm->hlc_loaded) {
+        if (node_store_geo_hlc_get(sm->store, &sm->hlc) != 0) return TERN_EFAILED;
+        sm->hlc_loaded = true;
+    }
+    node__buf geo;
+    geo_record(sm, cmd, len, &geo);
+    uint64_t geo_hlc = geo.len ? tern_le_get_u64(geo.data + 1) : 0;
+    if (geo.len) node_store_apply_stamp_geo(sm->store, geo.data, geo.len, geo_hlc);
     int result = apply_cmd(sm, cmd, len);
     bool stamped = node_store_apply_stamp_end(sm->store);
+    node__buf_free(&geo);
+    /* The change committed with its record: the region's clock has moved. */
+    if (stamped && geo_hlc > sm->hlc) sm->hlc = geo_hlc;
     if (!deterministic(result)) {
         node_log(NODE_LOG_ERROR, "sm", "apply of index %llu failed locally: %s (%s)",
                  (unsigned long long)index, tern_strerror(result), node_store_errmsg(sm->store));
@@ -581,7 +716,8 @@ static int cb_snapshot_install(void *ctx, const char *dir)
 {
     node_sm *sm = ctx;
     int rc = node_store_checkpoint_install(sm->store, dir);
-    sm->session_count = 0; /* reloaded from the installed records on next use */
+    sm->session_count = 0;  /* reloaded from the installed records on next use */
+    sm->hlc_loaded = false; /* likewise the region's HLC */
     return rc;
 }
 

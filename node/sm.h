@@ -2,6 +2,7 @@
 #ifndef TERN_NODE_SM_H
 #define TERN_NODE_SM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,6 +58,14 @@ struct node_group_sm;
 
 /* The state machine over store (which must be opened with replicated = true). */
 int node_sm_create(node_store *store, node_sm **out);
+/* The region whose id stamps the geo log records of this region's changes (node_sm_region_id
+ * of its name), and whether to log them at all: only a region with peers does, since nothing
+ * trims the log but the peers' acknowledgements. Off until set. */
+void node_sm_set_region(node_sm *sm, const char *region, bool log_changes);
+uint32_t node_sm_region_id(const char *region);
+/* Splits a geo log record: its version (hlc, origin region id) and the change as a command. */
+int node_sm_geo_decode(const void *record, size_t len, uint64_t *hlc, uint32_t *region_id,
+                       const uint8_t **cmd, size_t *cmd_len);
 void node_sm_free(node_sm *sm);
 /* The callbacks the region group drives (node/group.h). */
 void node_sm_callbacks(node_sm *sm, struct node_group_sm *out);

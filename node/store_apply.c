@@ -1,4 +1,5 @@
 /* Replicated-state support in the store: applied index, client sessions, checkpoints. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,9 @@
 
 #define APPLIED_KEY    "raft/applied"
 #define SESSION_PREFIX "raft/session/"
+/* Geo log keys sort by index: the prefix, then 16 hex digits of the big-endian index. */
+#define GEOLOG_PREFIX "raft/geolog/"
+#define GEO_HLC_KEY   "raft/geo/hlc"
 /* Bytes of puts gathered before an install writes a batch. */
 #define INSTALL_BATCH_BYTES (8u << 20)
 
@@ -52,12 +56,89 @@ static void stamp_put(node_store *s, rocksdb_writebatch_t *b, uint64_t index, ui
     }
 }
 
+static size_t geolog_key(char *buf, uint64_t index)
+{
+    size_t n = strlen(GEOLOG_PREFIX);
+    memcpy(buf, GEOLOG_PREFIX, n);
+    uint8_t be[8];
+    for (int k = 0; k < 8; k++)
+        be[k] = (uint8_t)(index >> (56 - 8 * k));
+    tern_hex(be, 8, buf + n);
+    return n + 16;
+}
+
 node__apply_stamp *node__stamp_add(node_store *s, rocksdb_writebatch_t *b)
 {
     node__apply_stamp *st = node__stamp;
     if (st == NULL || st->s != s || st->consumed) return NULL;
     stamp_put(s, b, st->index, st->client_id, st->session, st->session_len);
+    if (st->geo != NULL) {
+        char key[64];
+        size_t key_len = geolog_key(key, st->index);
+        rocksdb_writebatch_put_cf(b, s->cf[NODE__CF_META], key, key_len, st->geo, st->geo_len);
+        uint8_t le[8];
+        tern_le_put_u64(le, st->geo_hlc);
+        rocksdb_writebatch_put_cf(b, s->cf[NODE__CF_META], GEO_HLC_KEY, strlen(GEO_HLC_KEY),
+                                  (const char *)le, 8);
+    }
     return st;
+}
+
+void node_store_apply_stamp_geo(node_store *s, const void *record, size_t len, uint64_t hlc)
+{
+    node__apply_stamp *st = node__stamp;
+    assert(st != NULL && st->s == s && !st->consumed);
+    st->geo = record;
+    st->geo_len = len;
+    st->geo_hlc = hlc;
+}
+
+int node_store_geo_hlc_get(node_store *s, uint64_t *out)
+{
+    char *v = NULL;
+    size_t n = 0;
+    *out = 0;
+    int rc = node__get(s, NODE__CF_META, GEO_HLC_KEY, strlen(GEO_HLC_KEY), &v, &n);
+    if (rc == TERN_ENOTFOUND) return 0;
+    if (rc != 0) return rc;
+    if (n == 8) *out = tern_le_get_u64((const uint8_t *)v);
+    rocksdb_free(v);
+    return n == 8 ? 0 : TERN_ECORRUPT;
+}
+
+int node_store_geolog_read(node_store *s, uint64_t after, size_t max,
+                           int (*fn)(void *ctx, uint64_t index, const void *rec, size_t len),
+                           void *ctx)
+{
+    char start[64];
+    size_t start_len = geolog_key(start, after == UINT64_MAX ? after : after + 1);
+    size_t prefix_len = strlen(GEOLOG_PREFIX);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[NODE__CF_META]);
+    int count = 0;
+    for (rocksdb_iter_seek(it, start, start_len); rocksdb_iter_valid(it) && (size_t)count < max;
+         rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (klen != prefix_len + 16 || memcmp(k, GEOLOG_PREFIX, prefix_len) != 0) break;
+        uint8_t be[8];
+        if (tern_unhex(k + prefix_len, 16, be) != 0) break;
+        uint64_t index = 0;
+        for (int i = 0; i < 8; i++)
+            index = index << 8 | be[i];
+        const char *v = rocksdb_iter_value(it, &vlen);
+        count++;
+        if (fn(ctx, index, v, vlen) != 0) break;
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (err != NULL) {
+        free(err);
+        return TERN_EIO;
+    }
+    return count;
 }
 
 void node_store_apply_stamp_begin(node_store *s, uint64_t index, uint64_t client_id,

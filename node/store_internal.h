@@ -233,6 +233,9 @@ typedef struct {
     uint64_t client_id;
     const void *session;
     size_t session_len;
+    const void *geo; /* a geo log record to write with the change, or NULL */
+    size_t geo_len;
+    uint64_t geo_hlc;
     bool consumed;
 } node__apply_stamp;
 extern _Thread_local node__apply_stamp *node__stamp;

@@ -229,6 +229,103 @@ static void test_bucket_record_version_1(void **state)
     node__buf_free(&rec);
 }
 
+typedef struct {
+    size_t count;
+    uint64_t index[16];
+    uint64_t hlc[16];
+    uint32_t region[16];
+    int type[16];
+    size_t cmd_len[16];
+} geo_seen;
+
+static int collect_geo(void *ctx, uint64_t index, const void *rec, size_t len)
+{
+    geo_seen *g = ctx;
+    assert_true(g->count < 16);
+    const uint8_t *cmd;
+    size_t n;
+    assert_int_equal(
+        node_sm_geo_decode(rec, len, &g->hlc[g->count], &g->region[g->count], &cmd, &n), 0);
+    g->index[g->count] = index;
+    g->type[g->count] = cmd[1];
+    g->cmd_len[g->count] = n;
+    g->count++;
+    return 0;
+}
+
+/* The region's own changes land in the geo log with the change itself: in log order, each
+ * with a version past the previous one and no earlier than its own time, stamped with the
+ * region; blocks, refused commands and missing deletes leave no record; a small PUT's inline
+ * block stays out of it; the clock survives a reopen. */
+static void test_geo_log_records_changes(void **state)
+{
+    smfix *x = *state;
+    node_sm_set_region(x->sm, "eu-west", true);
+    assert_int_equal(bucket_create(x, "bkt"), 0);           /* 1: logged */
+    assert_int_equal(bucket_create(x, "bkt"), TERN_EEXIST); /* refused: not logged */
+    node_block_ref b = block_cmd(x, 7, 2048);               /* a block: not logged */
+    node_manifest m = manifest_of(&b, 1, "e1");
+    m.last_modified_ms = 1700000000000;
+    assert_int_equal(object_put(x, 0, 0, "k", &m), 0); /* logged, dated by its mtime */
+    uint8_t *c;
+    size_t n;
+    uint8_t data[100];
+    fill(data, sizeof data, 3);
+    node_block_ref inl = {.size_bytes = sizeof data};
+    node_block_hash(data, sizeof data, &inl.id);
+    node_manifest m2 = manifest_of(&inl, 1, "e2");
+    m2.last_modified_ms = 1600000000000; /* older than the clock: the clock wins */
+    assert_int_equal(node_sm_encode_object_put_with_block("bkt", "small", &m2, &inl.id, data,
+                                                          sizeof data, &c, &n),
+                     0);
+    size_t with_block_len = n;
+    assert_int_equal(apply(x, 0, 0, c, n), 0);
+    assert_int_equal(node_sm_encode_object_delete("bkt", "nope", &c, &n), 0);
+    assert_int_equal(apply(x, 0, 0, c, n), TERN_ENOTFOUND); /* nothing deleted: not logged */
+    assert_int_equal(node_sm_encode_object_delete("bkt", "k", &c, &n), 0);
+    assert_int_equal(apply(x, 0, 0, c, n), 0);
+
+    geo_seen g = {0};
+    assert_int_equal(node_store_geolog_read(x->f.s, 0, 100, collect_geo, &g), 4);
+    assert_int_equal(g.count, 4);
+    int types[] = {1 /* BUCKET_CREATE */, 4 /* OBJECT_PUT */, 4 /* the inline form, plain */,
+                   5 /* OBJECT_DELETE */};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(g.type[i], types[i]);
+        assert_int_equal(g.region[i], node_sm_region_id("eu-west"));
+        if (i > 0) {
+            assert_true(g.index[i] > g.index[i - 1]);
+            assert_true(g.hlc[i] > g.hlc[i - 1]);
+        }
+    }
+    assert_int_equal(tern_hlc_physical_ms(g.hlc[1]), 1700000000000);
+    assert_true(g.cmd_len[2] + sizeof data < with_block_len); /* the block bytes stayed out */
+    /* Reading after an index resumes there; max bounds a batch. */
+    geo_seen tail = {0};
+    assert_int_equal(node_store_geolog_read(x->f.s, g.index[1], 1, collect_geo, &tail), 1);
+    assert_int_equal(tail.index[0], g.index[2]);
+
+    /* After a reopen the clock goes on from the last record. */
+    node_sm_free(x->sm);
+    node_store_close(x->f.s);
+    fixture_open(&x->f);
+    assert_int_equal(node_sm_create(x->f.s, &x->sm), 0);
+    node_sm_set_region(x->sm, "eu-west", true);
+    assert_int_equal(bucket_create(x, "bkt2"), 0);
+    geo_seen after = {0};
+    assert_int_equal(node_store_geolog_read(x->f.s, g.index[3], 10, collect_geo, &after), 1);
+    uint64_t stored = 0;
+    assert_int_equal(node_store_geo_hlc_get(x->f.s, &stored), 0);
+    assert_int_equal(stored, after.hlc[0]);
+
+    /* A region without peers logs nothing. */
+    node_sm_set_region(x->sm, "eu-west", false);
+    assert_int_equal(bucket_create(x, "bkt3"), 0);
+    geo_seen none = {0};
+    assert_int_equal(node_store_geolog_read(x->f.s, after.index[0], 10, collect_geo, &none), 0);
+    assert_true(after.hlc[0] > g.hlc[3]);
+}
+
 /* Policy consistency rules, named by field. */
 static void test_bucket_policy_check(void **state)
 {
@@ -501,6 +598,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bucket_policy_command, setup_sm, teardown_sm),
         cmocka_unit_test(test_bucket_policy_check),
         cmocka_unit_test(test_bucket_record_version_1),
+        cmocka_unit_test_setup_teardown(test_geo_log_records_changes, setup_sm, teardown_sm),
         cmocka_unit_test_setup_teardown(test_commands_apply_and_record_index, setup_sm,
                                         teardown_sm),
         cmocka_unit_test_setup_teardown(test_retry_applies_once, setup_sm, teardown_sm),
