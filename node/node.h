@@ -375,6 +375,13 @@ int node_store_geolog_read(node_store *s, uint64_t after, size_t max,
                            void *ctx);
 /* The region HLC the last geo record was stamped with (0 if none). */
 int node_store_geo_hlc_get(node_store *s, uint64_t *out);
+/* Adds a replicated meta record ("raft/..." key, value of at most 16 bytes) to the open stamp:
+ * written with the change's commit, or, when always, also by node_store_applied_put if no
+ * commit took the stamp. */
+void node_store_apply_stamp_meta(node_store *s, const char *key, const void *value, size_t len,
+                                 bool always);
+/* Reads a replicated meta record into out (cap bytes): TERN_ENOTFOUND, TERN_ECORRUPT (longer). */
+int node_store_raft_meta_get(node_store *s, const char *key, void *out, size_t cap, size_t *len);
 /* A session record (malloc'd, caller frees) or TERN_ENOTFOUND. */
 int node_store_session_get(node_store *s, uint64_t client_id, char **rec, size_t *len);
 /* Flushes memtables and writes a self-contained RocksDB checkpoint into dir (must not exist). */

@@ -21,6 +21,7 @@ enum {
     CMD_OBJECT_PUT_WITH_BLOCK,
     CMD_PART_PUT_WITH_BLOCK,
     CMD_BUCKET_POLICY,
+    CMD_GEO_APPLY,
 };
 
 /* Session record: u8 version | u64 max_seq | u64 window | i8 results[64]. */
@@ -379,6 +380,8 @@ static int apply_manifest_cmd(node_sm *sm, int type, reader *r, names *n)
 }
 
 /* Applies one command to the store; returns its result. */
+static int apply_geo(node_sm *sm, reader *r);
+
 static int apply_cmd(node_sm *sm, const uint8_t *cmd, size_t len)
 {
     if (len < 2 || cmd[0] != CMD_VERSION) return TERN_EPARSE;
@@ -398,6 +401,8 @@ static int apply_cmd(node_sm *sm, const uint8_t *cmd, size_t len)
         get_str(&r, n.bucket, sizeof n.bucket);
         if (r.bad || r.p != r.end) return TERN_EPARSE;
         return node_store_bucket_delete(sm->store, n.bucket);
+    case CMD_GEO_APPLY:
+        return apply_geo(sm, &r);
     case CMD_BUCKET_POLICY: {
         get_str(&r, n.bucket, sizeof n.bucket);
         if (r.bad) return TERN_EPARSE;
@@ -465,6 +470,46 @@ void node_sm_set_region(node_sm *sm, const char *region, bool log_changes)
     sm->geo = log_changes;
 }
 
+/* "raft/ver/<bucket>/<key>": the version of the key's latest change (a delete's too: the
+ * tombstone that makes an older remote write lose). u64 hlc | u32 region | u8 deleted. */
+#define VERSION_RECORD_BYTES 13
+
+static void version_key(char *buf, size_t cap, const char *bucket, const char *key)
+{
+    snprintf(buf, cap, "raft/ver/%s/%s", bucket, key);
+}
+
+static void version_stamp(node_sm *sm, const char *bucket, const char *key, uint64_t hlc,
+                          uint32_t region, bool deleted, bool always)
+{
+    char k[NODE__STAMP_KEY_MAX + 1];
+    version_key(k, sizeof k, bucket, key);
+    uint8_t v[VERSION_RECORD_BYTES];
+    tern_le_put_u64(v, hlc);
+    tern_le_put_u32(v + 8, region);
+    v[12] = deleted;
+    node_store_apply_stamp_meta(sm->store, k, v, sizeof v, always);
+}
+
+int node_sm_version_get(node_sm *sm, const char *bucket, const char *key, uint64_t *hlc,
+                        uint32_t *region, bool *deleted)
+{
+    char k[NODE__STAMP_KEY_MAX + 1];
+    version_key(k, sizeof k, bucket, key);
+    uint8_t v[VERSION_RECORD_BYTES];
+    size_t n = 0;
+    *hlc = 0;
+    *region = 0;
+    *deleted = false;
+    int rc = node_store_raft_meta_get(sm->store, k, v, sizeof v, &n);
+    if (rc != 0) return rc;
+    if (n != sizeof v) return TERN_ECORRUPT;
+    *hlc = tern_le_get_u64(v);
+    *region = tern_le_get_u32(v + 8);
+    *deleted = v[12] != 0;
+    return 0;
+}
+
 /* Skips a string field. */
 static void skip_str(reader *r)
 {
@@ -527,6 +572,15 @@ static void geo_record(node_sm *sm, const uint8_t *cmd, size_t len, node__buf *b
         return;
     }
     if (r.bad) return;
+    reader nr = {cmd + 2, cmd + len, false}; /* the names again, for the version record */
+    names n;
+    bool object =
+        type != CMD_BUCKET_CREATE && type != CMD_BUCKET_DELETE && type != CMD_BUCKET_POLICY;
+    if (object) {
+        get_str(&nr, n.bucket, sizeof n.bucket);
+        get_str(&nr, n.key, sizeof n.key);
+        if (nr.bad) return;
+    }
     uint64_t hlc = sm->hlc + 1;
     if (time_ms > 0 && ((uint64_t)time_ms << TERN_HLC_LOGICAL_BITS) > hlc)
         hlc = (uint64_t)time_ms << TERN_HLC_LOGICAL_BITS;
@@ -541,7 +595,105 @@ static void geo_record(node_sm *sm, const uint8_t *cmd, size_t len, node__buf *b
         node__buf_bytes(b, cmd + 2, (size_t)(names_end - (cmd + 2)));
         node__buf_bytes(b, manifest, (size_t)(cmd + len - manifest));
     }
-    if (b->failed) node__buf_free(b);
+    if (b->failed) {
+        node__buf_free(b);
+        return;
+    }
+    /* The key's version rides with the change, so a remote change older than it loses. */
+    if (object)
+        version_stamp(sm, n.bucket, n.key, hlc, sm->region_id, type == CMD_OBJECT_DELETE, false);
+}
+
+int node_sm_encode_geo_apply(uint32_t origin_region, uint64_t origin_index, uint64_t hlc,
+                             const uint8_t *change, size_t change_len, uint8_t **out, size_t *len)
+{
+    node__buf b;
+    begin(&b, CMD_GEO_APPLY);
+    node__buf_u32(&b, origin_region);
+    node__buf_u64(&b, origin_index);
+    node__buf_u64(&b, hlc);
+    node__buf_bytes(&b, change, change_len);
+    return finish(&b, out, len);
+}
+
+/*
+ * A change another region originated (GEO_APPLY: u32 origin region | u64 its
+ * index there | u64 hlc | the change as a plain command). Applied at most once
+ * per origin index ("raft/geo/in/<region>" keeps the highest, so a batch sent
+ * again after a leader change on either side changes nothing), after merging
+ * its timestamp into the region's clock (so later local writes are newer).
+ * An object change wins only if its version (hlc, origin) is newer than the
+ * key's (last writer wins; a delete leaves its version as a tombstone), so
+ * regions that receive the same changes in any order end equal. Bucket
+ * changes are applied as they come; their refusals (exists, not empty) are
+ * no errors here. A newer put whose blocks are not here yet is refused
+ * (ECONFLICT) and records nothing: the sender ships the blocks and retries.
+ */
+static int apply_geo(node_sm *sm, reader *r)
+{
+    uint32_t origin = get_u32(r);
+    uint64_t origin_index = get_u64(r);
+    uint64_t hlc = get_u64(r);
+    if (r->bad || r->end - r->p < 2 || r->p[0] != CMD_VERSION) return TERN_EPARSE;
+    if (origin == sm->region_id) return TERN_EINVAL; /* our own change echoed back */
+    const uint8_t *change = r->p;
+    size_t change_len = (size_t)(r->end - r->p);
+    int type = change[1];
+    char hw_key[32];
+    snprintf(hw_key, sizeof hw_key, "raft/geo/in/%08x", origin);
+    uint8_t le[8];
+    size_t n = 0;
+    int rc = node_store_raft_meta_get(sm->store, hw_key, le, sizeof le, &n);
+    if (rc != 0 && rc != TERN_ENOTFOUND) return rc;
+    if (rc == 0 && n == 8 && origin_index <= tern_le_get_u64(le)) return 0; /* seen */
+    tern_le_put_u64(le, origin_index);
+    uint64_t clock = hlc > sm->hlc ? hlc : sm->hlc;
+    uint8_t clock_le[8];
+    tern_le_put_u64(clock_le, clock);
+    node_store_apply_stamp_meta(sm->store, "raft/geo/hlc", clock_le, 8, true);
+    if (type == CMD_OBJECT_PUT || type == CMD_OBJECT_DELETE) {
+        reader nr = {change + 2, change + change_len, false};
+        names nm;
+        get_str(&nr, nm.bucket, sizeof nm.bucket);
+        get_str(&nr, nm.key, sizeof nm.key);
+        if (nr.bad) return TERN_EPARSE;
+        uint64_t cur_hlc;
+        uint32_t cur_region;
+        bool cur_deleted;
+        rc = node_sm_version_get(sm, nm.bucket, nm.key, &cur_hlc, &cur_region, &cur_deleted);
+        if (rc == TERN_ENOTFOUND) cur_hlc = 0, cur_region = 0, rc = 0;
+        if (rc != 0) return rc;
+        bool newer = tern_version_cmp(hlc, origin, cur_hlc, cur_region) > 0;
+        bool put = type == CMD_OBJECT_PUT;
+        /* A put records its index and version only with its commit; the rest in any case. */
+        node_store_apply_stamp_meta(sm->store, hw_key, le, 8, !(newer && put));
+        if (!newer) {
+            sm->hlc = clock;
+            return 0;
+        }
+        version_stamp(sm, nm.bucket, nm.key, hlc, origin, !put, !put);
+        rc = apply_cmd(sm, change, change_len);
+        if (!put && rc == TERN_ENOTFOUND) rc = 0;
+    } else if (type == CMD_BUCKET_CREATE || type == CMD_BUCKET_DELETE ||
+               type == CMD_BUCKET_POLICY) {
+        node_store_apply_stamp_meta(sm->store, hw_key, le, 8, true);
+        rc = apply_cmd(sm, change, change_len);
+        if (rc == TERN_EEXIST || rc == TERN_ENOTFOUND || rc == TERN_ENOTEMPTY) rc = 0;
+    } else {
+        return TERN_EPARSE;
+    }
+    if (rc == 0) sm->hlc = clock;
+    return rc;
+}
+
+uint64_t node_sm_geo_received(node_sm *sm, uint32_t origin_region)
+{
+    char key[32];
+    snprintf(key, sizeof key, "raft/geo/in/%08x", origin_region);
+    uint8_t le[8];
+    size_t n = 0;
+    if (node_store_raft_meta_get(sm->store, key, le, sizeof le, &n) != 0 || n != 8) return 0;
+    return tern_le_get_u64(le);
 }
 
 int node_sm_geo_decode(const void *record, size_t len, uint64_t *hlc, uint32_t *region_id,

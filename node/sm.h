@@ -26,6 +26,7 @@
  *  11 OBJECT_PUT_WITH_BLOCK  bucket, key, id[32], block bytes, manifest record (the rest)
  *  12 PART_PUT_WITH_BLOCK    bucket, key, upload id, id[32], block bytes, part record
  *  13 BUCKET_POLICY  name, policy record (the rest; store_codec format)
+ *  14 GEO_APPLY      u32 origin region, u64 origin index, u64 hlc, a plain change command
  * The _WITH_BLOCK forms carry an object's last (often only) block with its manifest, so a
  * small PUT is one log entry and one commit instead of two in sequence.
  * A command carries every value its apply needs (upload ids, times): apply
@@ -63,6 +64,15 @@ int node_sm_create(node_store *store, node_sm **out);
  * trims the log but the peers' acknowledgements. Off until set. */
 void node_sm_set_region(node_sm *sm, const char *region, bool log_changes);
 uint32_t node_sm_region_id(const char *region);
+/* A change another region originated, to commit through this region's group (GEO_APPLY). */
+int node_sm_encode_geo_apply(uint32_t origin_region, uint64_t origin_index, uint64_t hlc,
+                             const uint8_t *change, size_t change_len, uint8_t **out, size_t *len);
+/* The version of the key's latest change, a delete's included: TERN_ENOTFOUND if it has none. */
+int node_sm_version_get(node_sm *sm, const char *bucket, const char *key, uint64_t *hlc,
+                        uint32_t *region, bool *deleted);
+/* The highest index of origin_region's log this region has applied (0: none): where a shipper
+ * resumes. */
+uint64_t node_sm_geo_received(node_sm *sm, uint32_t origin_region);
 /* Splits a geo log record: its version (hlc, origin region id) and the change as a command. */
 int node_sm_geo_decode(const void *record, size_t len, uint64_t *hlc, uint32_t *region_id,
                        const uint8_t **cmd, size_t *cmd_len);

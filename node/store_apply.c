@@ -41,6 +41,8 @@ static size_t session_key(char *buf, uint64_t client_id)
 }
 
 _Thread_local node__apply_stamp *node__stamp;
+/* The stamp just ended, for node_store_applied_put's "always" records (apply thread only). */
+static _Thread_local node__apply_stamp *last_stamp;
 
 static void stamp_put(node_store *s, rocksdb_writebatch_t *b, uint64_t index, uint64_t client_id,
                       const void *session, size_t session_len)
@@ -72,6 +74,9 @@ node__apply_stamp *node__stamp_add(node_store *s, rocksdb_writebatch_t *b)
     node__apply_stamp *st = node__stamp;
     if (st == NULL || st->s != s || st->consumed) return NULL;
     stamp_put(s, b, st->index, st->client_id, st->session, st->session_len);
+    for (size_t i = 0; i < st->extra_count; i++)
+        rocksdb_writebatch_put_cf(b, s->cf[NODE__CF_META], st->extras[i].key, st->extras[i].key_len,
+                                  (const char *)st->extras[i].value, st->extras[i].value_len);
     if (st->geo != NULL) {
         char key[64];
         size_t key_len = geolog_key(key, st->index);
@@ -82,6 +87,39 @@ node__apply_stamp *node__stamp_add(node_store *s, rocksdb_writebatch_t *b)
                                   (const char *)le, 8);
     }
     return st;
+}
+
+void node_store_apply_stamp_meta(node_store *s, const char *key, const void *value, size_t len,
+                                 bool always)
+{
+    node__apply_stamp *st = node__stamp;
+    assert(st != NULL && st->s == s && !st->consumed);
+    assert(strncmp(key, "raft/", 5) == 0); /* replicated keys only */
+    assert(st->extra_count < NODE__STAMP_EXTRAS_MAX && len <= NODE__STAMP_VALUE_MAX);
+    size_t key_len = strlen(key);
+    assert(key_len <= NODE__STAMP_KEY_MAX);
+    memcpy(st->extras[st->extra_count].key, key, key_len);
+    st->extras[st->extra_count].key_len = key_len;
+    memcpy(st->extras[st->extra_count].value, value, len);
+    st->extras[st->extra_count].value_len = len;
+    st->extras[st->extra_count].always = always;
+    st->extra_count++;
+}
+
+int node_store_raft_meta_get(node_store *s, const char *key, void *out, size_t cap, size_t *len)
+{
+    char *v = NULL;
+    size_t n = 0;
+    int rc = node__get(s, NODE__CF_META, key, strlen(key), &v, &n);
+    if (rc != 0) return rc;
+    if (n > cap) {
+        rocksdb_free(v);
+        return TERN_ECORRUPT;
+    }
+    memcpy(out, v, n);
+    *len = n;
+    rocksdb_free(v);
+    return 0;
 }
 
 void node_store_apply_stamp_geo(node_store *s, const void *record, size_t len, uint64_t hlc)
@@ -157,6 +195,7 @@ bool node_store_apply_stamp_end(node_store *s)
 {
     node__apply_stamp *st = node__stamp;
     node__stamp = NULL;
+    last_stamp = st;
     return st != NULL && st->s == s && st->consumed;
 }
 
@@ -187,6 +226,16 @@ int node_store_applied_put(node_store *s, uint64_t index, uint64_t client_id, co
     if (rc != 0) return rc;
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
     stamp_put(s, b, index, client_id, session, session_len);
+    /* The bookkeeping of a stamp no commit took, meant to be written whatever happened. */
+    node__apply_stamp *last = last_stamp;
+    last_stamp = NULL;
+    for (size_t i = 0; last != NULL && last->s == s && !last->consumed && last->index == index &&
+                       i < last->extra_count;
+         i++)
+        if (last->extras[i].always)
+            rocksdb_writebatch_put_cf(b, s->cf[NODE__CF_META], last->extras[i].key,
+                                      last->extras[i].key_len, (const char *)last->extras[i].value,
+                                      last->extras[i].value_len);
     rc = node__write(s, b, false, "record applied index");
     rocksdb_writebatch_destroy(b);
     return rc;

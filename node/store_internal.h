@@ -225,6 +225,10 @@ typedef struct {
     bool failed_alloc;
 } node__commit;
 
+#define NODE__STAMP_EXTRAS_MAX 4
+#define NODE__STAMP_KEY_MAX    (16 + NODE_BUCKET_NAME_MAX + 1 + NODE_KEY_BYTES_MAX)
+#define NODE__STAMP_VALUE_MAX  16
+
 /* The apply stamp of the calling thread (store_apply.c): the next successful commit on this
  * thread adds the applied index and session record to its batch. */
 typedef struct {
@@ -236,6 +240,16 @@ typedef struct {
     const void *geo; /* a geo log record to write with the change, or NULL */
     size_t geo_len;
     uint64_t geo_hlc;
+    /* Replicated meta records that ride with the change (with_change) or in every case (a
+     * remote change's bookkeeping, written even when it changes nothing). */
+    struct {
+        char key[NODE__STAMP_KEY_MAX];
+        size_t key_len;
+        uint8_t value[NODE__STAMP_VALUE_MAX];
+        size_t value_len;
+        bool always;
+    } extras[NODE__STAMP_EXTRAS_MAX];
+    size_t extra_count;
     bool consumed;
 } node__apply_stamp;
 extern _Thread_local node__apply_stamp *node__stamp;
