@@ -179,6 +179,12 @@ static int route(const api__req *r)
             return API_OP_ADMIN_PLACEMENT_EXPLAIN;
         if (r->method == HTTP_GET && r->key && strcmp(r->key, "placement/stats") == 0)
             return API_OP_ADMIN_PLACEMENT_STATS;
+        if (r->method == HTTP_POST && r->key && strcmp(r->key, "geo/block") == 0)
+            return API_OP_GEO_BLOCK;
+        if (r->method == HTTP_POST && r->key && strcmp(r->key, "geo/apply") == 0)
+            return API_OP_GEO_APPLY;
+        if (r->method == HTTP_GET && r->key && strcmp(r->key, "geo/received") == 0)
+            return API_OP_GEO_RECEIVED;
         if (r->method == HTTP_POST && r->key && strncmp(r->key, "cluster/", 8) == 0)
             return API_OP_ADMIN_CLUSTER_CHANGE;
         if (r->key && strncmp(r->key, "buckets/", 8) == 0 && policy_path(r->key) != NULL) {
@@ -331,6 +337,8 @@ void api__s3_headers_done(api__req *r)
     case API_OP_COMPLETE_UPLOAD:
     case API_OP_DELETE_OBJECTS:
     case API_OP_ADMIN_POLICY_PUT:
+    case API_OP_GEO_BLOCK:
+    case API_OP_GEO_APPLY:
         r->body_mode = API_BODY_BUFFER;
         break;
     default:
@@ -378,6 +386,12 @@ void api__s3_handle(api__req *r)
     case API_OP_ADMIN_POLICY_DELETE:
         if (!buffered_payload_ok(r)) return;
         api__policy_handle(r);
+        return;
+    case API_OP_GEO_BLOCK:
+    case API_OP_GEO_APPLY:
+    case API_OP_GEO_RECEIVED:
+        if (!buffered_payload_ok(r)) return;
+        api__geo_handle(r);
         return;
     case API_OP_PUT_OBJECT:
     case API_OP_UPLOAD_PART:

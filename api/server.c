@@ -697,7 +697,11 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     r->bytes_in += len;
     switch (r->body_mode) {
     case API_BODY_BUFFER:
-        if (r->body.len + len > API_XML_BODY_BYTES_MAX) {
+        /* A shipped block or batch of changes is larger than an XML body may be. */
+        size_t max = r->op == API_OP_GEO_BLOCK   ? NODE_BLOCK_SIZE_MAX
+                     : r->op == API_OP_GEO_APPLY ? API_GEO_BATCH_BYTES_MAX
+                                                 : API_XML_BODY_BYTES_MAX;
+        if (r->body.len + len > max) {
             api__respond_error(r, "MaxMessageLengthExceeded",
                                "The request body is larger than this operation accepts.");
             api__req_pause(r);

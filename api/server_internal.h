@@ -36,6 +36,7 @@
 
 #define API_READ_BUFFER_BYTES    (64 * 1024)
 #define API_XML_BODY_BYTES_MAX   (2 * 1024 * 1024)
+#define API_GEO_BATCH_BYTES_MAX  (16 * 1024 * 1024)
 #define API_SINGLE_PUT_BYTES_MAX (5ull * 1024 * 1024 * 1024)
 #define API_PART_BYTES_MIN       (5ull * 1024 * 1024)
 #define API_PARTS_MAX            10000
@@ -56,6 +57,9 @@
     X(ADMIN_EGRESS, "AdminEgress")                                                                 \
     X(ADMIN_POLICY_GET, "AdminBucketPolicyGet")                                                    \
     X(ADMIN_PLACEMENT_EXPLAIN, "AdminPlacementExplain")                                            \
+    X(GEO_BLOCK, "GeoBlock")                                                                       \
+    X(GEO_APPLY, "GeoApply")                                                                       \
+    X(GEO_RECEIVED, "GeoReceived")                                                                 \
     X(ADMIN_PLACEMENT_STATS, "AdminPlacementStats")                                                \
     X(ADMIN_POLICY_PUT, "AdminBucketPolicyPut")                                                    \
     X(ADMIN_POLICY_DELETE, "AdminBucketPolicyDelete")                                              \
@@ -285,6 +289,8 @@ int api__s3_body(api__req *r, const char *data, size_t len);
 void api__admin_handle(api__req *r);
 /* /_tern/buckets/NAME/policy: GET, PUT (JSON body), DELETE (api/policy.c). */
 void api__policy_handle(api__req *r);
+/* /_tern/geo/block, /apply, /received: what other regions ship here (api/geo.c). */
+void api__geo_handle(api__req *r);
 /* Residency: whether this node's region may store bucket b's data; if not, msg says why and
  * where to go instead (answered as 403 ResidencyViolation). */
 bool api__residency_allows(const api_server *s, const node_bucket *b, char *msg, size_t msg_len);

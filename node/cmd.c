@@ -39,6 +39,15 @@ int node_cmd_bucket_policy_set(node_group *g, const char *name, const node_bucke
     return call(g, rc, c, n);
 }
 
+int node_cmd_geo_apply(node_group *g, uint32_t origin_region, uint64_t origin_index, uint64_t hlc,
+                       const uint8_t *change, size_t change_len)
+{
+    uint8_t *c = NULL;
+    size_t n = 0;
+    int rc = node_sm_encode_geo_apply(origin_region, origin_index, hlc, change, change_len, &c, &n);
+    return call(g, rc, c, n);
+}
+
 int node_cmd_block_put(node_group *g, const node_block_id *id, const void *data, size_t len)
 {
     uint8_t *c = NULL;

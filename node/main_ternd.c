@@ -30,6 +30,9 @@ typedef struct {
     /* The placement engine, fed with this node's accesses; NULL without a topology. */
     node_placement *placement;
     uv_timer_t placement_timer;
+    /* Ships this region's changes to the others while this node leads; NULL without peers. */
+    node_geo_ship *geo;
+    uv_timer_t geo_timer;
     node_store *store;
     node_sm *sm;
     node_group *group;
@@ -178,6 +181,19 @@ static void placement_tick(uv_timer_t *t)
     node_placement_tick(d->placement, tern_now_ms(), PLACEMENT_TICK_OBJECTS);
 }
 
+/* ---- geo: the shipper runs while this node leads (the group's status is loop-only) ---- */
+
+#define GEO_LEADER_CHECK_MS 200
+
+static void geo_tick(uv_timer_t *t)
+{
+    ternd *d = t->data;
+    if (d->group == NULL) return;
+    node_group_status st;
+    node_group_status_get(d->group, &st);
+    node_geo_ship_set_leader(d->geo, strcmp(st.role, "leader") == 0);
+}
+
 /* ---- shutdown ---- */
 
 static void on_group_closed(void *ctx)
@@ -190,6 +206,8 @@ static void on_group_closed(void *ctx)
     uv_close((uv_handle_t *)&d->scrub_timer, NULL);
     uv_timer_stop(&d->placement_timer);
     uv_close((uv_handle_t *)&d->placement_timer, NULL);
+    uv_timer_stop(&d->geo_timer);
+    uv_close((uv_handle_t *)&d->geo_timer, NULL);
 }
 
 /* Order: the S3 server drains (no new proposals), then the group closes (pending ones get
@@ -198,6 +216,9 @@ static void on_server_drained(void *ctx)
 {
     ternd *d = ctx;
     node_log(NODE_LOG_INFO, "ternd", "all requests finished; closing the region group");
+    /* The shipper reads the store and talks to other regions only: it stops first. */
+    node_geo_ship_stop(d->geo);
+    d->geo = NULL;
     if (d->group)
         node_group_close(d->group, on_group_closed, d);
     else
@@ -337,6 +358,23 @@ static int start(ternd *d)
     uv_timer_init(d->loop, &d->scrub_timer);
     d->scrub_timer.data = d;
     if (d->cfg.scrub_bytes_per_second > 0) uv_timer_start(&d->scrub_timer, scrub_tick, 1000, 1000);
+    uv_timer_init(d->loop, &d->geo_timer);
+    d->geo_timer.data = d;
+    if (d->topology.prices.region_count > 1) {
+        node_geo_ship_config gc = {.store = d->store,
+                                   .topology = &d->topology,
+                                   .local_region =
+                                       (uint32_t)node_topology_region(&d->topology, d->cfg.region),
+                                   .access_key = d->cfg.root_access_key,
+                                   .secret_key = d->cfg.root_secret_key,
+                                   .egress = d->egress};
+        char why[256];
+        if (node_geo_ship_start(&gc, &d->geo, why, sizeof why) != 0) {
+            fprintf(stderr, "ternd: %s\n", why);
+            return 1;
+        }
+        uv_timer_start(&d->geo_timer, geo_tick, GEO_LEADER_CHECK_MS, GEO_LEADER_CHECK_MS);
+    }
     uv_timer_init(d->loop, &d->placement_timer);
     d->placement_timer.data = d;
     if (d->placement)
@@ -406,6 +444,7 @@ int main(int argc, char **argv)
     node_orphans_free(d.orphans);
     node_store_close(d.store);
     node_metrics_free(d.metrics);
+    node_geo_ship_stop(d.geo); /* if start() failed after starting it */
     node_placement_free(d.placement);
     node_egress_free(d.egress);
     node_topology_free(&d.topology);

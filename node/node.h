@@ -703,6 +703,35 @@ int node_placement_explain_json(node_placement *p, const char *bucket, const cha
 int node_placement_stats_json(node_placement *p, char **out, size_t *len);
 
 /* ======================================================================
+ * Geo shipping (node/geo_ship.c): while this node leads its region, a thread
+ * per peer region sends the geo log (and the blocks it names) to the peer's
+ * /_tern/geo endpoints. Requests are signed with the root credentials, which
+ * every region of a deployment shares.
+ * ====================================================================== */
+
+typedef struct node_geo_ship node_geo_ship;
+
+typedef struct {
+    node_store *store;
+    const node_topology *topology; /* every peer region needs s3_endpoints */
+    uint32_t local_region;         /* index in the topology */
+    const char *access_key, *secret_key;
+    node_egress *egress; /* may be NULL */
+} node_geo_ship_config;
+
+/* TERN_EINVAL (a peer without an endpoint, errmsg says which), TERN_ENOMEM. */
+int node_geo_ship_start(const node_geo_ship_config *c, node_geo_ship **out, char *errmsg,
+                        size_t errmsg_len);
+/* Any thread: shipping runs only while leader is true. */
+void node_geo_ship_set_leader(node_geo_ship *s, bool leader);
+/* Stops and joins the threads (at most one request timeout). Safe with NULL. */
+void node_geo_ship_stop(node_geo_ship *s);
+
+/* A change another region originated, committed through the group (GEO_APPLY). */
+int node_cmd_geo_apply(node_group *g, uint32_t origin_region, uint64_t origin_index, uint64_t hlc,
+                       const uint8_t *change, size_t change_len);
+
+/* ======================================================================
  * Logging: one line per event to stderr, "ts level component: message".
  * ====================================================================== */
 

@@ -1,0 +1,351 @@
+/* The geo shipper: the region leader sends its geo log, and the blocks it names, to every other
+ * region. */
+#include <curl/curl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "node.h"
+#include "sm.h"
+#include "store_internal.h"
+
+/*
+ * One thread per peer region, active only while this node leads its region
+ * (the loop thread sets the flag from the group's status). Each round:
+ *   1. ask the peer how far it has applied this region's log
+ *      (GET /_tern/geo/received?origin=ID): the cursor lives in the peer's
+ *      replicated state, so nothing is skipped or sent twice in effect after
+ *      a leader change on either side;
+ *   2. read up to BATCH records after it from the local geo log;
+ *   3. send the blocks each object put names (POST /_tern/geo/block, the
+ *      receiver checks their SHA-256), then the records in order
+ *      (POST /_tern/geo/apply), which the peer commits through its own group
+ *      with last-writer-wins.
+ * Every block goes to every region for now (full replication of what is
+ * written): choosing regions by placement comes with remote reads. Requests
+ * are signed with the deployment's root credentials (SigV4, by libcurl) and
+ * time out, so a dead or cut-off peer costs a retry with backoff, never a
+ * stuck thread. Egress is recorded per byte sent, as replication.
+ */
+
+#define BATCH              64
+#define IDLE_WAIT_MS       100
+#define BACKOFF_MS_MIN     200
+#define BACKOFF_MS_MAX     5000
+#define REQUEST_TIMEOUT_MS 10000
+
+typedef struct ship_peer ship_peer;
+
+struct node_geo_ship {
+    node_store *store;
+    node_egress *egress;
+    uint32_t local_index; /* in the topology */
+    uint32_t local_id;    /* node_sm_region_id of its name */
+    char *userpwd;
+    atomic_bool leader;
+    atomic_bool stopping;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    size_t peer_count;
+    ship_peer *peers;
+};
+
+struct ship_peer {
+    node_geo_ship *ship;
+    uint32_t index; /* the peer region in the topology */
+    char name[PLC_REGION_NAME_MAX];
+    char endpoint[256];
+    pthread_t thread;
+    bool started;
+    CURL *curl;
+};
+
+typedef struct {
+    char *data;
+    size_t len;
+} body;
+
+static size_t collect(char *p, size_t size, size_t n, void *ctx)
+{
+    body *b = ctx;
+    size_t add = size * n;
+    if (b->len + add > (1u << 20)) return 0; /* answers are small: refuse a flood */
+    char *grown = realloc(b->data, b->len + add + 1);
+    if (grown == NULL) return 0;
+    memcpy(grown + b->len, p, add);
+    b->data = grown;
+    b->len += add;
+    b->data[b->len] = '\0';
+    return add;
+}
+
+/* Sleeps up to ms, waking early when stopping. */
+static void nap(node_geo_ship *s, int ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (!atomic_load(&s->stopping)) pthread_cond_timedwait(&s->cond, &s->mu, &until);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* One signed request to the peer; returns the HTTP status, or 0 when no answer came. */
+static long request(ship_peer *p, const char *method, const char *path, const void *data,
+                    size_t len, const char *content_type, body *out)
+{
+    CURL *c = p->curl;
+    curl_easy_reset(c);
+    char url[512];
+    snprintf(url, sizeof url, "%s%s", p->endpoint, path);
+    char hash_header[100];
+    node_block_id digest;
+    node_block_hash(data ? data : "", data ? len : 0, &digest);
+    char hex[65];
+    tern_hex(digest.bytes, 32, hex);
+    snprintf(hash_header, sizeof hash_header, "x-amz-content-sha256: %s", hex);
+    char type_header[100];
+    snprintf(type_header, sizeof type_header, "Content-Type: %s",
+             content_type ? content_type : "application/octet-stream");
+    struct curl_slist *headers = curl_slist_append(NULL, hash_header);
+    headers = curl_slist_append(headers, type_header);
+    headers = curl_slist_append(headers, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    if (strcmp(method, "POST") == 0) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, data ? (const char *)data : "");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(data ? len : 0));
+    } else {
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    }
+    curl_easy_setopt(c, CURLOPT_AWS_SIGV4, "aws:amz:us-east-1:s3");
+    curl_easy_setopt(c, CURLOPT_USERPWD, p->ship->userpwd);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "ternd-geo/" TERN_VERSION);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)REQUEST_TIMEOUT_MS);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(headers);
+    return status;
+}
+
+/* How far the peer has applied this region's log; false when it could not be asked. */
+static bool peer_received(ship_peer *p, uint64_t *out)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/_tern/geo/received?origin=%08x", p->ship->local_id);
+    body b = {0};
+    long status = request(p, "GET", path, NULL, 0, NULL, &b);
+    bool ok = false;
+    if (status == 200 && b.data) {
+        json_t *doc = json_loads(b.data, 0, NULL);
+        json_t *v = json_object_get(doc, "index");
+        if (json_is_integer(v) && json_integer_value(v) >= 0) {
+            *out = (uint64_t)json_integer_value(v);
+            ok = true;
+        }
+        json_decref(doc);
+    }
+    free(b.data);
+    return ok;
+}
+
+typedef struct {
+    uint64_t index[BATCH];
+    node__buf records; /* u32 len | u64 index | record, per record */
+    size_t count;
+} batch;
+
+static int add_record(void *ctx, uint64_t index, const void *rec, size_t len)
+{
+    batch *b = ctx;
+    node__buf_u32(&b->records, (uint32_t)(8 + len));
+    node__buf_u64(&b->records, index);
+    node__buf_bytes(&b->records, rec, len);
+    b->index[b->count++] = index;
+    return b->records.failed ? 1 : 0;
+}
+
+/* Sends the blocks of an object put (record) that the peer needs; false on any failure. */
+static bool ship_blocks(ship_peer *p, const void *rec, size_t rec_len)
+{
+    uint64_t hlc;
+    uint32_t region;
+    const uint8_t *cmd;
+    size_t cmd_len;
+    if (node_sm_geo_decode(rec, rec_len, &hlc, &region, &cmd, &cmd_len) != 0) return false;
+    if (cmd[1] != 4 /* OBJECT_PUT: the only change that names blocks */) return true;
+    /* Skip the two names (u32 length + bytes each) to the manifest record. */
+    const uint8_t *q = cmd + 2, *end = cmd + cmd_len;
+    for (int i = 0; i < 2; i++) {
+        if (end - q < 4) return false;
+        uint32_t n = tern_le_get_u32(q);
+        if ((size_t)(end - q - 4) < n) return false;
+        q += 4 + n;
+    }
+    node_manifest *m = NULL;
+    if (node__manifest_decode((const char *)q, (size_t)(end - q), &m) != 0) return false;
+    bool ok = true;
+    for (size_t i = 0; ok && i < m->block_count; i++) {
+        void *data = NULL;
+        size_t len = 0;
+        if (node_store_block_get(p->ship->store, &m->blocks[i].id, true, &data, &len) != 0) {
+            ok = false;
+            break;
+        }
+        char hex[65], path[128];
+        tern_hex(m->blocks[i].id.bytes, 32, hex);
+        snprintf(path, sizeof path, "/_tern/geo/block?id=%s", hex);
+        body b = {0};
+        long status = request(p, "POST", path, data, len, NULL, &b);
+        free(b.data);
+        if (status == 200 && p->ship->egress)
+            node_egress_record(p->ship->egress, p->ship->local_index, p->index,
+                               NODE_EGRESS_REPLICATION, len);
+        ok = status == 200;
+        free(data);
+    }
+    node_manifest_free(m);
+    return ok;
+}
+
+/* One round; returns how many records the peer applied, or -1 on a failure. */
+static int ship_round(ship_peer *p)
+{
+    uint64_t cursor;
+    if (!peer_received(p, &cursor)) return -1;
+    batch b = {0};
+    int n = node_store_geolog_read(p->ship->store, cursor, BATCH, add_record, &b);
+    if (n <= 0 || b.records.failed) {
+        node__buf_free(&b.records);
+        return n < 0 || b.records.failed ? -1 : 0;
+    }
+    /* Blocks first, so the manifests that name them can apply. */
+    const uint8_t *q = b.records.data;
+    for (size_t i = 0; i < b.count; i++) {
+        uint32_t len = tern_le_get_u32(q);
+        if (!ship_blocks(p, q + 4 + 8, len - 8)) {
+            node__buf_free(&b.records);
+            return -1;
+        }
+        q += 4 + len;
+    }
+    body out = {0};
+    long status = request(p, "POST", "/_tern/geo/apply", b.records.data, b.records.len,
+                          "application/octet-stream", &out);
+    if (status == 200 && p->ship->egress)
+        node_egress_record(p->ship->egress, p->ship->local_index, p->index, NODE_EGRESS_REPLICATION,
+                           b.records.len);
+    if (status != 200)
+        node_log(NODE_LOG_WARN, "geo", "region %s refused %zu change(s) (HTTP %ld): %.200s",
+                 p->name, b.count, status, out.data ? out.data : "no answer");
+    free(out.data);
+    node__buf_free(&b.records);
+    return status == 200 ? (int)b.count : -1;
+}
+
+static void *peer_main(void *arg)
+{
+    ship_peer *p = arg;
+    node_geo_ship *s = p->ship;
+    int backoff = BACKOFF_MS_MIN;
+    while (!atomic_load(&s->stopping)) {
+        if (!atomic_load(&s->leader)) {
+            nap(s, IDLE_WAIT_MS);
+            continue;
+        }
+        int n = ship_round(p);
+        if (n < 0) {
+            nap(s, backoff);
+            backoff = backoff * 2 > BACKOFF_MS_MAX ? BACKOFF_MS_MAX : backoff * 2;
+        } else {
+            backoff = BACKOFF_MS_MIN;
+            if (n == 0) nap(s, IDLE_WAIT_MS);
+        }
+    }
+    return NULL;
+}
+
+int node_geo_ship_start(const node_geo_ship_config *c, node_geo_ship **out, char *errmsg,
+                        size_t errmsg_len)
+{
+    *out = NULL;
+    const node_topology *t = c->topology;
+    node_geo_ship *s = calloc(1, sizeof *s);
+    if (s == NULL) return TERN_ENOMEM;
+    s->store = c->store;
+    s->egress = c->egress;
+    s->local_index = c->local_region;
+    s->local_id = node_sm_region_id(t->prices.names[c->local_region]);
+    if (asprintf(&s->userpwd, "%s:%s", c->access_key, c->secret_key) < 0) {
+        free(s);
+        return TERN_ENOMEM;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    s->peers = calloc(t->prices.region_count, sizeof *s->peers);
+    if (s->peers == NULL) {
+        node_geo_ship_stop(s);
+        return TERN_ENOMEM;
+    }
+    for (uint32_t r = 0; r < t->prices.region_count; r++) {
+        if (r == c->local_region) continue;
+        if (t->s3_endpoint_count[r] == 0) {
+            tern_errmsg(errmsg, errmsg_len,
+                        "geo: region %s has no s3_endpoints in the topology: nothing can reach "
+                        "it",
+                        t->prices.names[r]);
+            node_geo_ship_stop(s);
+            return TERN_EINVAL;
+        }
+        ship_peer *p = &s->peers[s->peer_count++];
+        p->ship = s;
+        p->index = r;
+        snprintf(p->name, sizeof p->name, "%s", t->prices.names[r]);
+        snprintf(p->endpoint, sizeof p->endpoint, "%s", t->s3_endpoints[r][0]);
+        p->curl = curl_easy_init();
+        if (p->curl == NULL || pthread_create(&p->thread, NULL, peer_main, p) != 0) {
+            node_geo_ship_stop(s);
+            return TERN_ENOMEM;
+        }
+        p->started = true;
+    }
+    *out = s;
+    return 0;
+}
+
+void node_geo_ship_set_leader(node_geo_ship *s, bool leader)
+{
+    if (s != NULL) atomic_store(&s->leader, leader);
+}
+
+void node_geo_ship_stop(node_geo_ship *s)
+{
+    if (s == NULL) return;
+    pthread_mutex_lock(&s->mu);
+    atomic_store(&s->stopping, true);
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < s->peer_count; i++) {
+        if (s->peers[i].started) pthread_join(s->peers[i].thread, NULL);
+        if (s->peers[i].curl) curl_easy_cleanup(s->peers[i].curl);
+    }
+    free(s->peers);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cond);
+    free(s->userpwd);
+    free(s);
+}

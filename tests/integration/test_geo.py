@@ -1,0 +1,93 @@
+"""Two regions on loopback: each ships its changes (and their blocks) to the other."""
+import json
+import os
+
+import pytest
+from botocore.exceptions import ClientError
+
+import ternlib
+
+REGIONS = ["us-east", "eu-west"]
+
+
+@pytest.fixture
+def regions(tmp_path):
+    ports = {r: ternlib.free_port() for r in REGIONS}
+    topology = tmp_path / "topology.json"
+    topology.write_text(json.dumps({
+        "regions": [{"name": r, "storage_usd_per_gb_month": 0.023,
+                     "s3_endpoints": [f"http://127.0.0.1:{ports[r]}"]} for r in REGIONS],
+        "egress_usd_per_gb": {"us-east": {"eu-west": 0.02}, "eu-west": {"us-east": 0.02}},
+        "rtt_ms": {"us-east": {"eu-west": 75}, "eu-west": {"us-east": 75}}}))
+    nodes = {}
+    for r in REGIONS:
+        os.makedirs(tmp_path / f"logs-{r}")
+        nodes[r] = ternlib.Ternd(tmp_path / f"data-{r}", tmp_path / f"logs-{r}",
+                                 extra_args=["--topology", str(topology), "--region", r])
+        nodes[r].start(port=ports[r])
+    yield nodes
+    for n in nodes.values():
+        if n.running():
+            assert n.stop() == 0, n.log_tail()
+
+
+def body_or_none(s3, bucket, key):
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError:
+        return None
+
+
+def test_changes_reach_the_other_region(regions):
+    a, b = regions["us-east"].client(), regions["eu-west"].client()
+    a.create_bucket(Bucket="shared")
+    ternlib.wait_until(lambda: any(x["Name"] == "shared" for x in b.list_buckets()["Buckets"]),
+                       30, what="the bucket in eu-west")
+    data = ternlib.random_bytes(3 * 1024 * 1024 + 17, seed=5)
+    a.put_object(Bucket="shared", Key="big", Body=data)
+    ternlib.wait_until(lambda: body_or_none(b, "shared", "big") == data, 30,
+                       what="the object's bytes in eu-west")
+    # An overwrite in the other region comes back.
+    b.put_object(Bucket="shared", Key="big", Body=b"rewritten in eu-west")
+    ternlib.wait_until(lambda: body_or_none(a, "shared", "big") == b"rewritten in eu-west", 30,
+                       what="the overwrite in us-east")
+    # A delete propagates.
+    a.delete_object(Bucket="shared", Key="big")
+    ternlib.wait_until(lambda: body_or_none(b, "shared", "big") is None, 30,
+                       what="the delete in eu-west")
+    # Egress is accounted as replication, from the origin's point of view.
+    node = regions["us-east"]
+    signer = ternlib.Signer(node.hostport, node.access_key, node.secret_key)
+    doc = json.loads(signer.request("GET", "/_tern/egress").body)
+    assert doc["by_cause"]["replication"]["bytes"] >= len(data), doc
+
+
+def test_concurrent_writes_converge(regions):
+    a, b = regions["us-east"].client(), regions["eu-west"].client()
+    a.create_bucket(Bucket="race")
+    ternlib.wait_until(lambda: any(x["Name"] == "race" for x in b.list_buckets()["Buckets"]),
+                       30, what="the bucket in eu-west")
+    for i in range(10):
+        a.put_object(Bucket="race", Key=f"k{i % 3}", Body=f"a{i}".encode())
+        b.put_object(Bucket="race", Key=f"k{i % 3}", Body=f"b{i}".encode())
+
+    def same():
+        return all(body_or_none(a, "race", f"k{k}") == body_or_none(b, "race", f"k{k}")
+                   is not None for k in range(3))
+    ternlib.wait_until(same, 30, what="both regions to hold the same winner for every key")
+
+
+def test_a_region_that_was_down_catches_up(regions):
+    a, b = regions["us-east"].client(), regions["eu-west"].client()
+    a.create_bucket(Bucket="later")
+    ternlib.wait_until(lambda: any(x["Name"] == "later" for x in b.list_buckets()["Buckets"]),
+                       30, what="the bucket in eu-west")
+    eu = regions["eu-west"]
+    assert eu.stop() == 0
+    for i in range(20):
+        a.put_object(Bucket="later", Key=f"while-down-{i}", Body=f"v{i}".encode())
+    eu.start(port=eu.port)
+    b = eu.client()
+    ternlib.wait_until(lambda: all(body_or_none(b, "later", f"while-down-{i}") == f"v{i}".encode()
+                                   for i in range(20)), 60,
+                       what="the writes made while eu-west was down")
