@@ -3,7 +3,7 @@ BUILD ?= build
 GENERATOR ?= Ninja
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run run-cluster test unit integration deps-bench bench bench-raft bench-placement fuzz format clean
+.PHONY: all deps configure build run run-cluster run-regions test unit integration deps-bench bench bench-raft bench-placement fuzz format clean
 
 all: build
 
@@ -25,6 +25,11 @@ run: build
 # A 3-node region on loopback (NODES=5 for more) with a throwaway CA; see scripts/run-cluster.sh.
 run-cluster: build
 	bash scripts/run-cluster.sh $(BUILD) ./data-cluster
+
+# Three regions on loopback (us-east, eu-west, ap-southeast; NODES=3 for three nodes each),
+# replicating to each other; see scripts/run-regions.sh.
+run-regions: build
+	bash scripts/run-regions.sh $(BUILD) ./data-regions
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j2

@@ -144,3 +144,18 @@ void api__geo_handle(api__req *r)
                                                     : received_work;
     api__job_submit(r, work, geo_done, j);
 }
+
+void api__access(api__req *r, plc_op op, uint64_t bytes)
+{
+    api_server *s = r->server;
+    node_placement_observe(s->placement, r->bucket, r->key, op, bytes, tern_now_ms());
+    if (s->egress == NULL || s->topology == NULL) return;
+    int region = node_topology_region(s->topology, s->config->region);
+    if (region < 0) return;
+    /* The counterfactual's inputs: what full replication would have shipped for this write,
+     * and the reads it would have served locally. */
+    if (op == PLC_PUT)
+        node_egress_record_write(s->egress, (uint32_t)region, bytes);
+    else if (op == PLC_GET)
+        node_egress_record_read(s->egress, (uint32_t)region, bytes);
+}

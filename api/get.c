@@ -328,9 +328,7 @@ static void get_respond(api__req *r, api__get *g)
     if (ct == NULL || strpbrk(ct, "\r\n"))
         ct = m->content_type ? m->content_type : "binary/octet-stream";
     /* A read the engine learns from: the bytes this GET moves (HEADs move none). */
-    if (!g->head)
-        node_placement_observe(r->server->placement, r->bucket, r->key, PLC_GET, length,
-                               tern_now_ms());
+    if (!g->head) api__access(r, PLC_GET, length);
     if (g->head || length == 0) {
         api__respond_head(r, status, h.data, length, ct);
         api__buf_free(&h);

@@ -215,8 +215,7 @@ static void complete_work(mp_job *j)
             xml_text(&j->body, "Key", r->key);
             api__buf_printf(&j->body, "<ETag>&quot;%s&quot;</ETag>", final.etag);
             api__buf_append_str(&j->body, "</CompleteMultipartUploadResult>");
-            node_placement_observe(r->server->placement, r->bucket, r->key, PLC_PUT,
-                                   final.size_bytes, tern_now_ms());
+            api__access(r, PLC_PUT, final.size_bytes);
         }
         free(final.blocks);
     }

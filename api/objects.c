@@ -643,9 +643,7 @@ static void commit_committed(api__req *r, int status)
     if (j->rc != 0) {
         api__respond_store_error(r, j->rc, p->is_part ? "NoSuchUpload" : "NoSuchBucket");
     } else {
-        if (!p->is_part)
-            node_placement_observe(r->server->placement, r->bucket, r->key, PLC_PUT,
-                                   j->m.size_bytes, tern_now_ms());
+        if (!p->is_part) api__access(r, PLC_PUT, j->m.size_bytes);
         api__buf h = {0};
         api__format_etag_header(&h, j->m.etag);
         api__respond(r, 200, h.data, NULL, NULL, 0);
@@ -745,8 +743,7 @@ static void delete_done(api__req *r, void *arg)
     if (rc != 0) {
         api__respond_store_error(r, rc, "NoSuchBucket");
     } else {
-        node_placement_observe(r->server->placement, r->bucket, r->key, PLC_DELETE, 0,
-                               tern_now_ms());
+        api__access(r, PLC_DELETE, 0);
         api__respond(r, 204, NULL, NULL, NULL, 0);
     }
 }
@@ -856,8 +853,7 @@ static void copy_done(api__req *r, void *arg)
     } else if (j->rc != 0) {
         api__respond_store_error(r, j->rc, "NoSuchKey");
     } else {
-        node_placement_observe(r->server->placement, r->bucket, r->key, PLC_PUT, j->src->size_bytes,
-                               tern_now_ms());
+        api__access(r, PLC_PUT, j->src->size_bytes);
         api__buf body = {0};
         char date[32];
         api__iso8601_format(j->dst.last_modified_ms, date);

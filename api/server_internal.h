@@ -291,6 +291,9 @@ void api__admin_handle(api__req *r);
 void api__policy_handle(api__req *r);
 /* /_tern/geo/block, /apply, /received: what other regions ship here (api/geo.c). */
 void api__geo_handle(api__req *r);
+/* A client access served here: fed to the placement engine and to egress accounting's
+ * full-replication counterfactual (no-ops without a topology). */
+void api__access(api__req *r, plc_op op, uint64_t bytes);
 /* Residency: whether this node's region may store bucket b's data; if not, msg says why and
  * where to go instead (answered as 403 ResidencyViolation). */
 bool api__residency_allows(const api_server *s, const node_bucket *b, char *msg, size_t msg_len);

@@ -304,12 +304,12 @@ int node_geo_ship_start(const node_geo_ship_config *c, node_geo_ship **out, char
     for (uint32_t r = 0; r < t->prices.region_count; r++) {
         if (r == c->local_region) continue;
         if (t->s3_endpoint_count[r] == 0) {
-            tern_errmsg(errmsg, errmsg_len,
-                        "geo: region %s has no s3_endpoints in the topology: nothing can reach "
-                        "it",
-                        t->prices.names[r]);
-            node_geo_ship_stop(s);
-            return TERN_EINVAL;
+            /* A region the topology gives no endpoint is priced and simulated, not shipped
+             * to (its own nodes ship to us if they know our endpoints). */
+            node_log(NODE_LOG_WARN, "geo",
+                     "region %s has no s3_endpoints in the topology: not replicating to it",
+                     t->prices.names[r]);
+            continue;
         }
         ship_peer *p = &s->peers[s->peer_count++];
         p->ship = s;

@@ -225,6 +225,17 @@ static void on_server_drained(void *ctx)
         on_group_closed(d);
 }
 
+/* Regions of the topology, other than this one, that this node can ship to (they have an S3
+ * endpoint). Without any, the region neither logs nor ships its changes. */
+static size_t geo_peer_count(const ternd *d)
+{
+    size_t n = 0;
+    int local = node_topology_region(&d->topology, d->cfg.region);
+    for (size_t r = 0; r < d->topology.prices.region_count; r++)
+        if ((int)r != local && d->topology.s3_endpoint_count[r] > 0) n++;
+    return n;
+}
+
 static int start_group(ternd *d, char *errmsg, size_t errmsg_len)
 {
     if (d->cfg.peers && node_group_parse_peers(d->cfg.peers, d->peers, NODE_GROUP_PEERS_MAX,
@@ -235,8 +246,8 @@ static int start_group(ternd *d, char *errmsg, size_t errmsg_len)
         tern_errmsg(errmsg, errmsg_len, "cannot create the state machine: %s", tern_strerror(rc));
         return rc;
     }
-    /* A region with peers logs its changes for them (the geo log; issue 5). */
-    node_sm_set_region(d->sm, d->cfg.region, d->topology.prices.region_count > 1);
+    /* A region that replicates logs its changes for its peers (the geo log; issue 5). */
+    node_sm_set_region(d->sm, d->cfg.region, geo_peer_count(d) > 0);
     node_group_sm callbacks;
     node_sm_callbacks(d->sm, &callbacks);
     node_group_config gc = {.node_id = d->cfg.node_id,
@@ -360,7 +371,7 @@ static int start(ternd *d)
     if (d->cfg.scrub_bytes_per_second > 0) uv_timer_start(&d->scrub_timer, scrub_tick, 1000, 1000);
     uv_timer_init(d->loop, &d->geo_timer);
     d->geo_timer.data = d;
-    if (d->topology.prices.region_count > 1) {
+    if (geo_peer_count(d) > 0) {
         node_geo_ship_config gc = {.store = d->store,
                                    .topology = &d->topology,
                                    .local_region =

@@ -713,13 +713,14 @@ typedef struct node_geo_ship node_geo_ship;
 
 typedef struct {
     node_store *store;
-    const node_topology *topology; /* every peer region needs s3_endpoints */
+    const node_topology *topology; /* peer regions are reached at their first s3_endpoint */
     uint32_t local_region;         /* index in the topology */
     const char *access_key, *secret_key;
     node_egress *egress; /* may be NULL */
 } node_geo_ship_config;
 
-/* TERN_EINVAL (a peer without an endpoint, errmsg says which), TERN_ENOMEM. */
+/* Ships to every other region with s3_endpoints (regions without are skipped with a warning).
+ * TERN_ENOMEM. */
 int node_geo_ship_start(const node_geo_ship_config *c, node_geo_ship **out, char *errmsg,
                         size_t errmsg_len);
 /* Any thread: shipping runs only while leader is true. */

@@ -60,6 +60,10 @@ def test_changes_reach_the_other_region(regions):
     signer = ternlib.Signer(node.hostport, node.access_key, node.secret_key)
     doc = json.loads(signer.request("GET", "/_tern/egress").body)
     assert doc["by_cause"]["replication"]["bytes"] >= len(data), doc
+    # Next to it, what full replication would have cost for the same client writes.
+    full = doc["full_replication"]
+    assert full["writes"] == 1 and full["written_bytes"] == len(data), full  # the big PUT
+    assert full["usd"] > 0 and full["ratio"] > 0, full
 
 
 def test_concurrent_writes_converge(regions):
