@@ -296,6 +296,25 @@ def test_expect_100_continue(ternd, signer, s3, bucket):
         assert r.status == 404 and r.s3_code == "NoSuchBucket", r
 
 
+def test_expect_100_continue_empty_and_sent_bodies(ternd, signer, s3, bucket):
+    """A request that asked for 100-continue gets it before its final answer even when its
+    body is empty or already sent with the headers: botocore, handed the final answer while
+    waiting for the 100, keeps its status for the connection's next such request and answers
+    that one with it if the server dies first (a PUT seen as acknowledged that never
+    arrived)."""
+    for data in (b"", b"sent with the headers"):
+        key = f"cont-{len(data)}"
+        h = signer.headers("PUT", object_path(bucket, key), body=data,
+                           headers={"Expect": "100-continue"})
+        with RawConn(ternd.hostport, 10) as c:
+            c.send(build_request("PUT", object_path(bucket, key), "", h, data))
+            interim = c.read_response()
+            assert interim.status == 100, interim
+            r = c.read_response()
+            assert r.status == 200, r
+        assert get_body(s3, bucket, key) == data
+
+
 def test_keep_alive_many_requests(ternd, signer, bucket):
     path = object_path(bucket, "ka")
     with RawConn(ternd.hostport, 10) as c:
