@@ -489,6 +489,15 @@ class Cluster:
     def check_alive(self):
         for n in self.nodes.values():
             n.check_alive()
+        # Every peer link goes through the proxy: if it is gone, no election can succeed, and
+        # the failure should say so rather than time out waiting for a leader.
+        proxy = getattr(self, "proxy", None)
+        if proxy is not None and proxy.proc.poll() is not None:
+            proxy.log.flush()
+            with open(proxy.log.name, "rb") as f:
+                tail = f.read()[-4000:].decode(errors="replace")
+            raise AssertionError(f"tcpproxy exited with {proxy.proc.returncode}; its log:\n"
+                                 f"{tail}")
 
     def statuses(self, nodes=None):
         nodes = self.live() if nodes is None else nodes
