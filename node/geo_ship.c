@@ -37,11 +37,17 @@
 #define BACKOFF_MS_MIN     200
 #define BACKOFF_MS_MAX     5000
 #define REQUEST_TIMEOUT_MS 10000
+/* The log is trimmed once every peer has applied this many more records (or, when idle, all
+ * that every peer has): one Raft command per batch of trims, not per record. */
+#define TRIM_STEP 256
 
 typedef struct ship_peer ship_peer;
 
 struct node_geo_ship {
     node_store *store;
+    node_group *group;
+    uint64_t trimmed; /* the log is trimmed through here (under mu) */
+    bool trimming;
     node_egress *egress;
     uint32_t local_index; /* in the topology */
     uint32_t local_id;    /* node_sm_region_id of its name */
@@ -62,6 +68,7 @@ struct ship_peer {
     pthread_t thread;
     bool started;
     CURL *curl;
+    uint64_t acked; /* the highest index this peer is known to have applied (under ship->mu) */
 };
 
 typedef struct {
@@ -222,6 +229,34 @@ static bool ship_blocks(ship_peer *p, const void *rec, size_t rec_len)
     return ok;
 }
 
+/* Records that the peer has applied through index, and trims the log through what every peer
+ * has applied once that moved far enough (idle: at all). */
+static void note_acked(ship_peer *p, uint64_t index, bool idle)
+{
+    node_geo_ship *s = p->ship;
+    pthread_mutex_lock(&s->mu);
+    if (index > p->acked) p->acked = index;
+    uint64_t all = UINT64_MAX;
+    for (size_t i = 0; i < s->peer_count; i++)
+        if (s->peers[i].acked < all) all = s->peers[i].acked;
+    bool trim = s->group != NULL && !s->trimming && all != UINT64_MAX && all > s->trimmed &&
+                (idle || all - s->trimmed >= TRIM_STEP);
+    if (trim) s->trimming = true;
+    pthread_mutex_unlock(&s->mu);
+    if (!trim) return;
+    int rc = node_cmd_geo_trim(s->group, all);
+    pthread_mutex_lock(&s->mu);
+    if (rc == 0) s->trimmed = all;
+    s->trimming = false;
+    pthread_mutex_unlock(&s->mu);
+    if (rc == 0)
+        node_log(NODE_LOG_INFO, "geo", "log trimmed through %llu (applied by every peer)",
+                 (unsigned long long)all);
+    else
+        node_log(NODE_LOG_WARN, "geo", "trimming the log through %llu failed: %s",
+                 (unsigned long long)all, tern_strerror(rc));
+}
+
 /* One round; returns how many records the peer applied, or -1 on a failure. */
 static int ship_round(ship_peer *p)
 {
@@ -231,6 +266,7 @@ static int ship_round(ship_peer *p)
     int n = node_store_geolog_read(p->ship->store, cursor, BATCH, add_record, &b);
     if (n <= 0 || b.records.failed) {
         node__buf_free(&b.records);
+        if (n == 0) note_acked(p, cursor, true); /* caught up: what it has can go */
         return n < 0 || b.records.failed ? -1 : 0;
     }
     /* Blocks first, so the manifests that name them can apply. */
@@ -254,6 +290,7 @@ static int ship_round(ship_peer *p)
                  p->name, b.count, status, out.data ? out.data : "no answer");
     free(out.data);
     node__buf_free(&b.records);
+    if (status == 200) note_acked(p, b.index[b.count - 1], false);
     return status == 200 ? (int)b.count : -1;
 }
 
@@ -287,6 +324,7 @@ int node_geo_ship_start(const node_geo_ship_config *c, node_geo_ship **out, char
     node_geo_ship *s = calloc(1, sizeof *s);
     if (s == NULL) return TERN_ENOMEM;
     s->store = c->store;
+    s->group = c->group;
     s->egress = c->egress;
     s->local_index = c->local_region;
     s->local_id = node_sm_region_id(t->prices.names[c->local_region]);

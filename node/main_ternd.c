@@ -373,6 +373,7 @@ static int start(ternd *d)
     d->geo_timer.data = d;
     if (geo_peer_count(d) > 0) {
         node_geo_ship_config gc = {.store = d->store,
+                                   .group = d->group,
                                    .topology = &d->topology,
                                    .local_region =
                                        (uint32_t)node_topology_region(&d->topology, d->cfg.region),

@@ -373,6 +373,8 @@ void node_store_apply_stamp_geo(node_store *s, const void *record, size_t len, u
 int node_store_geolog_read(node_store *s, uint64_t after, size_t max,
                            int (*fn)(void *ctx, uint64_t index, const void *rec, size_t len),
                            void *ctx);
+/* Deletes the geo log records with index <= upto (every peer has applied them). */
+int node_store_geolog_trim(node_store *s, uint64_t upto);
 /* The region HLC the last geo record was stamped with (0 if none). */
 int node_store_geo_hlc_get(node_store *s, uint64_t *out);
 /* Adds a replicated meta record ("raft/..." key, value of at most 16 bytes) to the open stamp:
@@ -713,6 +715,7 @@ typedef struct node_geo_ship node_geo_ship;
 
 typedef struct {
     node_store *store;
+    node_group *group;             /* trims the geo log once every peer applied it (NULL: never) */
     const node_topology *topology; /* peer regions are reached at their first s3_endpoint */
     uint32_t local_region;         /* index in the topology */
     const char *access_key, *secret_key;
@@ -728,6 +731,8 @@ void node_geo_ship_set_leader(node_geo_ship *s, bool leader);
 /* Stops and joins the threads (at most one request timeout). Safe with NULL. */
 void node_geo_ship_stop(node_geo_ship *s);
 
+/* Drops the geo log through upto (GEO_TRIM): what every peer region has applied. */
+int node_cmd_geo_trim(node_group *g, uint64_t upto);
 /* A change another region originated, committed through the group (GEO_APPLY). */
 int node_cmd_geo_apply(node_group *g, uint32_t origin_region, uint64_t origin_index, uint64_t hlc,
                        const uint8_t *change, size_t change_len);

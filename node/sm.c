@@ -22,6 +22,7 @@ enum {
     CMD_PART_PUT_WITH_BLOCK,
     CMD_BUCKET_POLICY,
     CMD_GEO_APPLY,
+    CMD_GEO_TRIM,
 };
 
 /* Session record: u8 version | u64 max_seq | u64 window | i8 results[64]. */
@@ -403,6 +404,11 @@ static int apply_cmd(node_sm *sm, const uint8_t *cmd, size_t len)
         return node_store_bucket_delete(sm->store, n.bucket);
     case CMD_GEO_APPLY:
         return apply_geo(sm, &r);
+    case CMD_GEO_TRIM: {
+        uint64_t upto = get_u64(&r);
+        if (r.bad || r.p != r.end) return TERN_EPARSE;
+        return node_store_geolog_trim(sm->store, upto);
+    }
     case CMD_BUCKET_POLICY: {
         get_str(&r, n.bucket, sizeof n.bucket);
         if (r.bad) return TERN_EPARSE;
@@ -602,6 +608,14 @@ static void geo_record(node_sm *sm, const uint8_t *cmd, size_t len, node__buf *b
     /* The key's version rides with the change, so a remote change older than it loses. */
     if (object)
         version_stamp(sm, n.bucket, n.key, hlc, sm->region_id, type == CMD_OBJECT_DELETE, false);
+}
+
+int node_sm_encode_geo_trim(uint64_t upto, uint8_t **out, size_t *len)
+{
+    node__buf b;
+    begin(&b, CMD_GEO_TRIM);
+    node__buf_u64(&b, upto);
+    return finish(&b, out, len);
 }
 
 int node_sm_encode_geo_apply(uint32_t origin_region, uint64_t origin_index, uint64_t hlc,

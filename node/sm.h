@@ -27,6 +27,7 @@
  *  12 PART_PUT_WITH_BLOCK    bucket, key, upload id, id[32], block bytes, part record
  *  13 BUCKET_POLICY  name, policy record (the rest; store_codec format)
  *  14 GEO_APPLY      u32 origin region, u64 origin index, u64 hlc, a plain change command
+ *  15 GEO_TRIM       u64 upto (drop the geo log through it: every peer has applied it)
  * The _WITH_BLOCK forms carry an object's last (often only) block with its manifest, so a
  * small PUT is one log entry and one commit instead of two in sequence.
  * A command carries every value its apply needs (upload ids, times): apply
@@ -64,6 +65,7 @@ int node_sm_create(node_store *store, node_sm **out);
  * trims the log but the peers' acknowledgements. Off until set. */
 void node_sm_set_region(node_sm *sm, const char *region, bool log_changes);
 uint32_t node_sm_region_id(const char *region);
+int node_sm_encode_geo_trim(uint64_t upto, uint8_t **out, size_t *len);
 /* A change another region originated, to commit through this region's group (GEO_APPLY). */
 int node_sm_encode_geo_apply(uint32_t origin_region, uint64_t origin_index, uint64_t hlc,
                              const uint8_t *change, size_t change_len, uint8_t **out, size_t *len);

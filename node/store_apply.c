@@ -144,6 +144,24 @@ int node_store_geo_hlc_get(node_store *s, uint64_t *out)
     return n == 8 ? 0 : TERN_ECORRUPT;
 }
 
+int node_store_geolog_trim(node_store *s, uint64_t upto)
+{
+    if (upto == 0) return 0;
+    char from[64], to[64];
+    size_t from_len = geolog_key(from, 0);
+    size_t to_len = geolog_key(to, upto == UINT64_MAX ? upto : upto + 1);
+    node__commit c;
+    int rc = node__commit_begin(s, &c);
+    if (rc == 0) {
+        /* One range tombstone, whatever the number of records. */
+        rocksdb_writebatch_delete_range_cf(c.batch, s->cf[NODE__CF_META], from, from_len, to,
+                                           to_len);
+        rc = node__commit_finish(&c, "geo log trim");
+    }
+    node__commit_end(&c);
+    return rc;
+}
+
 int node_store_geolog_read(node_store *s, uint64_t after, size_t max,
                            int (*fn)(void *ctx, uint64_t index, const void *rec, size_t len),
                            void *ctx)

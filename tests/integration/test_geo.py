@@ -55,6 +55,9 @@ def test_changes_reach_the_other_region(regions):
     a.delete_object(Bucket="shared", Key="big")
     ternlib.wait_until(lambda: body_or_none(b, "shared", "big") is None, 30,
                        what="the delete in eu-west")
+    # Once every peer has applied it, the origin trims its geo log.
+    ternlib.wait_until(lambda: "log trimmed through" in regions["us-east"].log_text(), 30,
+                       what="us-east to trim its geo log")
     # Egress is accounted as replication, from the origin's point of view.
     node = regions["us-east"]
     signer = ternlib.Signer(node.hostport, node.access_key, node.secret_key)

@@ -318,6 +318,15 @@ static void test_geo_log_records_changes(void **state)
     assert_int_equal(node_store_geo_hlc_get(x->f.s, &stored), 0);
     assert_int_equal(stored, after.hlc[0]);
 
+    /* Trimming through an index drops it and everything before, nothing after; the trim is a
+     * replicated command like any other. */
+    assert_int_equal(node_sm_encode_geo_trim(g.index[2], &c, &n), 0);
+    assert_int_equal(apply(x, 0, 0, c, n), 0);
+    geo_seen rest = {0};
+    assert_int_equal(node_store_geolog_read(x->f.s, 0, 100, collect_geo, &rest), 2);
+    assert_int_equal(rest.index[0], g.index[3]);
+    assert_int_equal(rest.index[1], after.index[0]);
+
     /* A region without peers logs nothing. */
     node_sm_set_region(x->sm, "eu-west", false);
     assert_int_equal(bucket_create(x, "bkt3"), 0);
