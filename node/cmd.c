@@ -39,14 +39,6 @@ int node_cmd_bucket_policy_set(node_group *g, const char *name, const node_bucke
     return call(g, rc, c, n);
 }
 
-int node_cmd_geo_trim(node_group *g, uint64_t upto)
-{
-    uint8_t *c = NULL;
-    size_t n = 0;
-    int rc = node_sm_encode_geo_trim(upto, &c, &n);
-    return call(g, rc, c, n);
-}
-
 int node_cmd_geo_apply(node_group *g, uint32_t origin_region, uint64_t origin_index, uint64_t hlc,
                        const uint8_t *change, size_t change_len)
 {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "group.h"
 #include "node.h"
 #include "sm.h"
 #include "store_internal.h"
@@ -25,8 +26,9 @@
  *      receiver checks their SHA-256), then the records in order
  *      (POST /_tern/geo/apply), which the peer commits through its own group
  *      with last-writer-wins.
- * Every block goes to every region for now (full replication of what is
- * written): choosing regions by placement comes with remote reads. Requests
+ * Every block goes to every peer region: this is full replication of what is
+ * written. Shipping only to the regions the placement engine picks needs
+ * remote reads for the others, which are not built (issue 5). Requests
  * are signed with the deployment's root credentials (SigV4, by libcurl) and
  * time out, so a dead or cut-off peer costs a retry with backoff, never a
  * stuck thread. Egress is recorded per byte sent, as replication.
@@ -229,6 +231,34 @@ static bool ship_blocks(ship_peer *p, const void *rec, size_t rec_len)
     return ok;
 }
 
+typedef struct {
+    node_geo_ship *ship;
+    uint64_t upto;
+} trim_request;
+
+static void trim_done_locked(node_geo_ship *s, uint64_t upto, int status)
+{
+    pthread_mutex_lock(&s->mu);
+    if (status == 0 && upto > s->trimmed) s->trimmed = upto;
+    s->trimming = false;
+    pthread_mutex_unlock(&s->mu);
+    if (status == 0)
+        node_log(NODE_LOG_INFO, "geo", "log trimmed through %llu (applied by every peer)",
+                 (unsigned long long)upto);
+    else if (status != TERN_ECLOSED)
+        node_log(NODE_LOG_WARN, "geo", "trimming the log through %llu failed: %s",
+                 (unsigned long long)upto, tern_strerror(status));
+}
+
+/* The loop thread, once the trim committed (or failed; the next round tries again). The ship
+ * outlives every pending trim: node_geo_ship_free runs after the group has closed. */
+static void trim_done(void *arg, int status)
+{
+    trim_request *t = arg;
+    trim_done_locked(t->ship, t->upto, status);
+    free(t);
+}
+
 /* Records that the peer has applied through index, and trims the log through what every peer
  * has applied once that moved far enough (idle: at all). */
 static void note_acked(ship_peer *p, uint64_t index, bool idle)
@@ -244,17 +274,21 @@ static void note_acked(ship_peer *p, uint64_t index, bool idle)
     if (trim) s->trimming = true;
     pthread_mutex_unlock(&s->mu);
     if (!trim) return;
-    int rc = node_cmd_geo_trim(s->group, all);
-    pthread_mutex_lock(&s->mu);
-    if (rc == 0) s->trimmed = all;
-    s->trimming = false;
-    pthread_mutex_unlock(&s->mu);
-    if (rc == 0)
-        node_log(NODE_LOG_INFO, "geo", "log trimmed through %llu (applied by every peer)",
-                 (unsigned long long)all);
-    else
-        node_log(NODE_LOG_WARN, "geo", "trimming the log through %llu failed: %s",
-                 (unsigned long long)all, tern_strerror(rc));
+    /* Submitted, not called: a thread waiting on the group would deadlock with a loop that
+     * joins this thread at shutdown. The answer comes on the loop (trim_done). */
+    trim_request *t = malloc(sizeof *t);
+    uint8_t *cmd = NULL;
+    size_t len = 0;
+    int rc = t ? node_sm_encode_geo_trim(all, &cmd, &len) : TERN_ENOMEM;
+    if (rc == 0) {
+        *t = (trim_request){s, all};
+        rc = node_group_submit(s->group, cmd, len, trim_done, t);
+    }
+    free(cmd);
+    if (rc != 0) {
+        free(t);
+        trim_done_locked(s, all, rc);
+    }
 }
 
 /* One round; returns how many records the peer applied, or -1 on a failure. */
@@ -336,7 +370,7 @@ int node_geo_ship_start(const node_geo_ship_config *c, node_geo_ship **out, char
     pthread_cond_init(&s->cond, NULL);
     s->peers = calloc(t->prices.region_count, sizeof *s->peers);
     if (s->peers == NULL) {
-        node_geo_ship_stop(s);
+        node_geo_ship_free(s);
         return TERN_ENOMEM;
     }
     for (uint32_t r = 0; r < t->prices.region_count; r++) {
@@ -356,7 +390,7 @@ int node_geo_ship_start(const node_geo_ship_config *c, node_geo_ship **out, char
         snprintf(p->endpoint, sizeof p->endpoint, "%s", t->s3_endpoints[r][0]);
         p->curl = curl_easy_init();
         if (p->curl == NULL || pthread_create(&p->thread, NULL, peer_main, p) != 0) {
-            node_geo_ship_stop(s);
+            node_geo_ship_free(s);
             return TERN_ENOMEM;
         }
         p->started = true;
@@ -374,13 +408,20 @@ void node_geo_ship_stop(node_geo_ship *s)
 {
     if (s == NULL) return;
     pthread_mutex_lock(&s->mu);
-    atomic_store(&s->stopping, true);
+    bool was_stopping = atomic_exchange(&s->stopping, true);
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->mu);
-    for (size_t i = 0; i < s->peer_count; i++) {
+    if (was_stopping) return;
+    for (size_t i = 0; i < s->peer_count; i++)
         if (s->peers[i].started) pthread_join(s->peers[i].thread, NULL);
+}
+
+void node_geo_ship_free(node_geo_ship *s)
+{
+    if (s == NULL) return;
+    node_geo_ship_stop(s);
+    for (size_t i = 0; i < s->peer_count; i++)
         if (s->peers[i].curl) curl_easy_cleanup(s->peers[i].curl);
-    }
     free(s->peers);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cond);

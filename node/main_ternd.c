@@ -217,8 +217,7 @@ static void on_server_drained(void *ctx)
     ternd *d = ctx;
     node_log(NODE_LOG_INFO, "ternd", "all requests finished; closing the region group");
     /* The shipper reads the store and talks to other regions only: it stops first. */
-    node_geo_ship_stop(d->geo);
-    d->geo = NULL;
+    node_geo_ship_stop(d->geo); /* freed after the group closed */
     if (d->group)
         node_group_close(d->group, on_group_closed, d);
     else
@@ -456,7 +455,7 @@ int main(int argc, char **argv)
     node_orphans_free(d.orphans);
     node_store_close(d.store);
     node_metrics_free(d.metrics);
-    node_geo_ship_stop(d.geo); /* if start() failed after starting it */
+    node_geo_ship_free(d.geo);
     node_placement_free(d.placement);
     node_egress_free(d.egress);
     node_topology_free(&d.topology);

@@ -728,11 +728,13 @@ int node_geo_ship_start(const node_geo_ship_config *c, node_geo_ship **out, char
                         size_t errmsg_len);
 /* Any thread: shipping runs only while leader is true. */
 void node_geo_ship_set_leader(node_geo_ship *s, bool leader);
-/* Stops and joins the threads (at most one request timeout). Safe with NULL. */
+/* Stops and joins the threads (at most one request timeout); never waits on the group, so the
+ * loop thread may call it. Safe with NULL, and twice. */
 void node_geo_ship_stop(node_geo_ship *s);
+/* Frees it (stopping it first): after the group closed, since a pending log trim's answer
+ * still reaches it until then. Safe with NULL. */
+void node_geo_ship_free(node_geo_ship *s);
 
-/* Drops the geo log through upto (GEO_TRIM): what every peer region has applied. */
-int node_cmd_geo_trim(node_group *g, uint64_t upto);
 /* A change another region originated, committed through the group (GEO_APPLY). */
 int node_cmd_geo_apply(node_group *g, uint32_t origin_region, uint64_t origin_index, uint64_t hlc,
                        const uint8_t *change, size_t change_len);
