@@ -149,13 +149,12 @@ void api__access(api__req *r, plc_op op, uint64_t bytes)
 {
     api_server *s = r->server;
     node_placement_observe(s->placement, r->bucket, r->key, op, bytes, tern_now_ms());
-    if (s->egress == NULL || s->topology == NULL) return;
-    int region = node_topology_region(s->topology, s->config->region);
-    if (region < 0) return;
+    if (s->egress == NULL || s->local_region < 0) return;
+    uint32_t region = (uint32_t)s->local_region;
     /* The counterfactual's inputs: what full replication would have shipped for this write,
      * and the reads it would have served locally. */
     if (op == PLC_PUT)
-        node_egress_record_write(s->egress, (uint32_t)region, bytes);
+        node_egress_record_write(s->egress, region, bytes);
     else if (op == PLC_GET)
-        node_egress_record_read(s->egress, (uint32_t)region, bytes);
+        node_egress_record_read(s->egress, region, bytes);
 }

@@ -1033,6 +1033,9 @@ int api_server_start(const api_server_options *opts, api_server **out, char *err
     s->config = opts->config;
     s->egress = opts->egress;
     s->topology = opts->topology;
+    /* Found once: every client access is accounted against it (api__access). */
+    s->local_region =
+        opts->topology ? node_topology_region(opts->topology, opts->config->region) : -1;
     s->placement = opts->placement;
     s->started_ms = opts->started_ms;
     if (load_credentials(s, opts->config) != 0) goto err;

@@ -113,6 +113,7 @@ struct api_server {
     const node_config *config;
     node_egress *egress;           /* may be NULL: no topology */
     const node_topology *topology; /* may be NULL */
+    int local_region;              /* this node's region in topology; -1 without one */
     node_placement *placement;     /* may be NULL */
     int64_t started_ms;
     uv_tcp_t listener;
