@@ -34,7 +34,7 @@ int ops__sim_read_topology(ops__sim_input *in, const char *path, char *why, size
 int ops__sim_read_trace(ops__sim_input *in, const char *path, char *why, size_t why_len);
 void ops__sim_input_free(ops__sim_input *in);
 
-/* "ternctl sim ...": argv[0] is a placeholder; o->json_output may be preset. */
+/* "ternctl sim ...": argv[0] is the command's name (not read); o->json_output may be preset. */
 int ops__sim_main(ops__options *o, int argc, char **argv);
 /* "ternctl sim gen ..." and "ternctl sim convert-wc98 ...", argv[0] the subcommand. */
 int ops__sim_gen(ops__options *o, int argc, char **argv);

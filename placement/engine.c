@@ -357,15 +357,15 @@ static plc_mask choose_put_set(const plc_engine *e, const outlook *ol, uint32_t 
         near_have[r] = e->t.egress_usd_per_gb[origin][r];
     }
     /* Regions join in the order given: the forced ones first, cheapest to reach first. */
-    plc_mask todo = forced;
+    plc_mask unplaced = forced;
     for (;;) {
         uint32_t pick = PLC__NONE;
-        if (todo) {
+        if (unplaced) {
             double best = INFINITY;
             for (uint32_t r = 0; r < k; r++)
-                if ((todo & (1u << r)) && (pick == PLC__NONE || near_have[r] < best))
+                if ((unplaced & (1u << r)) && (pick == PLC__NONE || near_have[r] < best))
                     best = near_have[r], pick = r;
-            todo &= ~(1u << pick);
+            unplaced &= ~(1u << pick);
         } else {
             /* The change in expected cost if r joined: ship + store - the pulls it saves. */
             double best = INFINITY;
