@@ -23,6 +23,8 @@ typedef struct {
     const node_topology *topology;
     /* The placement engine fed with this node's accesses; NULL without a topology. */
     node_placement *placement;
+    /* Remote reads of blocks placement put in other regions; NULL without peer regions. */
+    node_geo_fetch *fetch;
 } api_server_options;
 
 /* Binds config->s3_listen and starts accepting. errmsg gets the reason on failure. */

@@ -18,6 +18,17 @@
  *                                  committed as a GEO_APPLY, stopping at the
  *                                  first refusal; answers {"applied": n};
  *   GET  /_tern/geo/received?origin=ID8  {"index": highest applied}.
+ *   POST /_tern/geo/apply?format=2 the same with u32 holders (the topology
+ *                                  regions the blocks of a put went to)
+ *                                  after each index;
+ *   POST /_tern/geo/have           ids (32 bytes each): answers one byte
+ *                                  per id, '1' stored here, '0' not (the
+ *                                  shipper sends only the missing ones);
+ *   GET|HEAD /_tern/geo/block?id=HEX&bucket=&key=&reader=REGION
+ *                                  a block for another region's read
+ *                                  (404 NoSuchBlock when not stored here);
+ *                                  the read is fed to this region's
+ *                                  placement engine as the reader's.
  * Every change goes through this region's group, so any node may receive.
  */
 
@@ -28,6 +39,8 @@ typedef struct {
     char message[200];
     size_t applied;
     uint64_t index;
+    void *data; /* a block read for GEO_BLOCK_GET, or the have answer */
+    size_t len;
 } geo_job;
 
 static void block_work(void *arg)
@@ -62,18 +75,26 @@ static void apply_work(void *arg)
 {
     geo_job *j = arg;
     api__req *r = j->r;
+    const char *format = api__req_param(r, "format");
+    size_t head = format && strcmp(format, "2") == 0 ? 12 : 8; /* index, [holders] */
+    int local = r->server->local_region;
     const uint8_t *p = (const uint8_t *)r->body.data, *end = p + r->body.len;
     while (p < end) {
         if (end - p < 4) break;
         uint32_t len = tern_le_get_u32(p);
-        if (len < 8 || (size_t)(end - p - 4) < len) break;
+        if (len < head || (size_t)(end - p - 4) < len) break;
         uint64_t index = tern_le_get_u64(p + 4);
+        uint32_t holders = head == 12 ? tern_le_get_u32(p + 12) : 0;
+        /* Without a topology position every region holds everything, as before placement. */
+        bool local_holder = holders == 0 || local < 0 || (holders & (1u << local)) != 0;
         uint64_t hlc;
         uint32_t origin;
         const uint8_t *change;
         size_t change_len;
-        if (node_sm_geo_decode(p + 12, len - 8, &hlc, &origin, &change, &change_len) != 0) break;
-        j->rc = node_cmd_geo_apply(r->server->group, origin, index, hlc, change, change_len);
+        if (node_sm_geo_decode(p + 4 + head, len - head, &hlc, &origin, &change, &change_len) != 0)
+            break;
+        j->rc = node_cmd_geo_apply(r->server->group, origin, index, hlc, holders, local_holder,
+                                   change, change_len);
         if (j->rc != 0) {
             snprintf(j->message, sizeof j->message, "change %llu of region %08x: %s",
                      (unsigned long long)index, origin,
@@ -112,9 +133,85 @@ static void received_work(void *arg)
         j->rc = rc;
 }
 
+static bool parse_block_id(geo_job *j, node_block_id *id)
+{
+    const char *hex = api__req_param(j->r, "id");
+    if (hex == NULL || strlen(hex) != 64 || tern_unhex(hex, 64, id->bytes) != 0) {
+        j->s3_code = "InvalidArgument";
+        snprintf(j->message, sizeof j->message, "id must be 64 hex digits (a SHA-256).");
+        return false;
+    }
+    return true;
+}
+
+static void block_get_work(void *arg)
+{
+    geo_job *j = arg;
+    api__req *r = j->r;
+    node_block_id id;
+    if (!parse_block_id(j, &id)) return;
+    int rc = node_store_block_get(r->server->store, &id, false, &j->data, &j->len);
+    if (rc == TERN_ENOTFOUND) {
+        j->s3_code = "NoSuchBlock";
+        snprintf(j->message, sizeof j->message, "This region does not hold the block.");
+        return;
+    }
+    j->rc = rc;
+    /* The reader's demand, for this region's engine: where its copies are worth keeping. */
+    const char *bucket = api__req_param(r, "bucket"), *key = api__req_param(r, "key");
+    const char *reader = api__req_param(r, "reader");
+    if (rc == 0 && bucket && key && reader && r->server->topology && r->method == HTTP_GET) {
+        int region = node_topology_region(r->server->topology, reader);
+        if (region >= 0)
+            node_placement_observe_remote(r->server->placement, (uint32_t)region, bucket, key,
+                                          j->len, tern_now_ms());
+    }
+}
+
+static void have_work(void *arg)
+{
+    geo_job *j = arg;
+    api__req *r = j->r;
+    if (r->body.len % NODE_BLOCK_ID_BYTES != 0) {
+        j->s3_code = "InvalidRequest";
+        snprintf(j->message, sizeof j->message, "The body must be 32-byte block ids.");
+        return;
+    }
+    size_t n = r->body.len / NODE_BLOCK_ID_BYTES;
+    char *answer = malloc(n + 1);
+    if (answer == NULL) {
+        j->rc = TERN_ENOMEM;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        node_block_id id;
+        memcpy(id.bytes, r->body.data + i * NODE_BLOCK_ID_BYTES, NODE_BLOCK_ID_BYTES);
+        node_block_view *v = NULL;
+        const char *d;
+        size_t len;
+        answer[i] =
+            node_store_block_view(r->server->store, &id, false, &v, &d, &len) == 0 ? '1' : '0';
+        node_block_view_release(v);
+    }
+    j->data = answer;
+    j->len = n;
+}
+
 static void geo_done(api__req *r, void *arg)
 {
     geo_job *j = arg;
+    if (!r->aborted && j->rc == 0 && j->s3_code == NULL &&
+        (r->op == API_OP_GEO_BLOCK_GET || r->op == API_OP_GEO_HAVE)) {
+        if (r->method == HTTP_HEAD)
+            api__respond_head(r, 200, NULL, j->len, "application/octet-stream");
+        else
+            api__respond(r, 200, NULL, "application/octet-stream", j->data, j->len);
+        if (r->method == HTTP_HEAD) api__respond_end(r);
+        free(j->data);
+        free(j);
+        return;
+    }
+    free(j->data);
     if (!r->aborted) {
         if (j->s3_code) {
             api__respond_error(r, j->s3_code, j->message);
@@ -139,9 +236,11 @@ void api__geo_handle(api__req *r)
     geo_job *j = calloc(1, sizeof *j);
     assert(j != NULL);
     j->r = r;
-    api__work_fn work = r->op == API_OP_GEO_BLOCK   ? block_work
-                        : r->op == API_OP_GEO_APPLY ? apply_work
-                                                    : received_work;
+    api__work_fn work = r->op == API_OP_GEO_BLOCK       ? block_work
+                        : r->op == API_OP_GEO_APPLY     ? apply_work
+                        : r->op == API_OP_GEO_BLOCK_GET ? block_get_work
+                        : r->op == API_OP_GEO_HAVE      ? have_work
+                                                        : received_work;
     api__job_submit(r, work, geo_done, j);
 }
 
@@ -157,4 +256,12 @@ void api__access(api__req *r, plc_op op, uint64_t bytes)
         node_egress_record_write(s->egress, region, bytes);
     else if (op == PLC_GET)
         node_egress_record_read(s->egress, region, bytes);
+}
+
+int api__region_of_id(const api_server *s, uint32_t region_id)
+{
+    if (s->topology == NULL) return -1;
+    for (uint32_t r = 0; r < s->topology->prices.region_count; r++)
+        if (node_sm_region_id(s->topology->prices.names[r]) == region_id) return (int)r;
+    return -1;
 }

@@ -13,6 +13,15 @@
  * (a block view), released when the write completes. At most two views are
  * held: one being written, one ready. The first chunk is fetched before the
  * headers go out, so a corrupt first block is a clean 500, not a cut body.
+ *
+ * In a geo deployment a block placement put in other regions is not stored
+ * here: the pool reads it from a holder (node_geo_fetch_block: source
+ * selection, failover to the next holder, hash checked) into memory, one
+ * block at a time, and the response streams it like a local one. The read is
+ * fed to the placement engine when its first block is found (local or not,
+ * with the object's origin when not), and when the engine then wants a
+ * replica here the fetched blocks are committed through the group as they
+ * pass (copy on read), so the next read is local.
  */
 struct api__get {
     node_read_view *view; /* one snapshot from the manifest to the last block */
@@ -26,9 +35,12 @@ struct api__get {
     size_t block_index;   /* block containing next_offset */
     uint64_t block_start; /* object offset of blocks[block_index] */
     bool read_inflight;
-    node_block_view *ready;
+    void *ready; /* a node_block_view, or a fetched block's memory */
+    void (*ready_release)(void *);
     const char *ready_data;
     size_t ready_len;
+    bool observed;   /* the read was fed to the placement engine */
+    bool keep_local; /* the engine wants a replica here: fetched blocks are stored */
     bool write_inflight;
     bool failed;
 };
@@ -37,7 +49,7 @@ void api__get_free(api__get *g)
 {
     if (g == NULL) return;
     node_manifest_free(g->m);
-    node_block_view_release(g->ready);
+    if (g->ready) g->ready_release(g->ready);
     node_store_view_close(g->view);
     api__buf_free(&g->headers);
     free(g);
@@ -111,23 +123,62 @@ static void manifest_work(void *arg)
 static void get_pump(api__req *r);
 
 typedef struct {
+    api_server *server;
+    const char *bucket, *key;
     node_read_view *snapshot;
     node_block_id id;
+    uint32_t size_bytes;
+    uint64_t object_bytes, read_bytes;
+    bool observe;    /* the first block of the read: decide what the engine learns */
+    bool keep_local; /* in: already decided to keep fetched blocks; out: decided now */
     node_block_view *view;
+    void *heap; /* a block fetched from another region */
     const char *data;
     size_t len;
     int rc;
+    bool remote;
 } read_job;
+
+static void view_release(void *view)
+{
+    node_block_view_release(view);
+}
+
+/* Reads the block from a region that holds it (worker thread). */
+static void read_remote(read_job *j)
+{
+    api_server *s = j->server;
+    uint32_t origin_id = 0, holders = 0;
+    int origin = -1;
+    if (node_object_placement_get(s->store, j->bucket, j->key, &origin_id, &holders) == 0)
+        origin = api__region_of_id(s, origin_id);
+    if (j->observe) {
+        plc_mask after = node_placement_observe_read(s->placement, j->bucket, j->key, origin,
+                                                     j->object_bytes, j->read_bytes, tern_now_ms());
+        j->keep_local = (after >> s->local_region) & 1u;
+        node_egress_record_read(s->egress, (uint32_t)s->local_region, j->read_bytes);
+    }
+    uint32_t from;
+    size_t len;
+    j->rc = node_geo_fetch_block(s->fetch, j->bucket, j->key, holders, &j->id, j->size_bytes,
+                                 &j->heap, &len, &from);
+    if (j->rc != 0) return;
+    j->data = j->heap;
+    j->len = len;
+    j->remote = true;
+    if (!j->keep_local) return;
+    if (j->observe) node_placement_note_copy(s->placement, j->bucket, j->key);
+    /* Copy on read: submitted, not awaited; a failure only means the next read is remote. */
+    int rc = node_cmd_block_put_async(s->group, &j->id, j->data, j->len);
+    if (rc != 0)
+        node_log(NODE_LOG_DEBUG, "geo", "not keeping a fetched block here: %s", tern_strerror(rc));
+}
 
 static void read_work(void *arg)
 {
     read_job *j = arg;
     j->rc = node_store_block_view_in(j->snapshot, &j->id, false, &j->view, &j->data, &j->len);
-}
-
-static void view_release(void *view)
-{
-    node_block_view_release(view);
+    if (j->rc == TERN_ENOTFOUND && j->server->fetch != NULL) read_remote(j);
 }
 
 static void get_written(api__req *r)
@@ -150,17 +201,19 @@ static void get_fail(api__req *r, int rc)
     api__respond_abort(r, why);
 }
 
-/* Takes the slice of a block view that the response needs next. */
-static int get_take_view(api__get *g, node_block_view *view, const char *data, size_t len)
+/* Takes the slice of a block (a view, or fetched memory) that the response needs next. */
+static int get_take_view(api__get *g, void *view, void (*release)(void *), const char *data,
+                         size_t len)
 {
     const node_block_ref *b = &g->m->blocks[g->block_index];
     size_t offset = (size_t)(g->next_offset - g->block_start);
     uint64_t want = TERN_MIN((uint64_t)b->size_bytes - offset, g->remaining);
     if (len != b->size_bytes || offset + want > len) {
-        node_block_view_release(view);
+        release(view);
         return TERN_ECORRUPT; /* the stored block does not have the manifest's size */
     }
     g->ready = view;
+    g->ready_release = release;
     g->ready_data = data + offset;
     g->ready_len = (size_t)want;
     g->next_offset += want;
@@ -172,17 +225,26 @@ static void read_done(api__req *r, void *arg)
 {
     read_job *j = arg;
     int rc = j->rc;
-    node_block_view *view = j->view;
+    void *view = j->remote ? j->heap : (void *)j->view;
+    void (*release)(void *) = j->remote ? free : view_release;
     const char *data = j->data;
     size_t len = j->len;
+    bool observe = j->observe, remote = j->remote, keep_local = j->keep_local;
     free(j);
     if (r->aborted) {
-        node_block_view_release(view);
+        if (rc == 0) release(view);
         return;
     }
     api__get *g = r->get;
     g->read_inflight = false;
-    if (rc == 0) rc = get_take_view(g, view, data, len);
+    if (observe) {
+        g->observed = true;
+        if (remote)
+            g->keep_local = keep_local;
+        else if (rc == 0)
+            api__access(r, PLC_GET, g->remaining); /* a local read */
+    }
+    if (rc == 0) rc = get_take_view(g, view, release, data, len);
     if (rc != 0) {
         get_fail(r, rc);
         return;
@@ -203,10 +265,25 @@ static int get_read_next(api__req *r, api__get *g)
     const char *data;
     size_t len;
     int rc = node_store_block_view_in(g->view, &b->id, true, &view, &data, &len);
-    if (rc == 0) return get_take_view(g, view, data, len);
-    if (rc != TERN_EAGAIN) return rc;
+    if (rc == 0) {
+        if (!g->observed) {
+            g->observed = true;
+            api__access(r, PLC_GET, g->remaining);
+        }
+        return get_take_view(g, view, view_release, data, len);
+    }
+    /* Not in memory, or not here at all (another region holds it): the pool finds out. */
+    if (rc != TERN_EAGAIN && !(rc == TERN_ENOTFOUND && r->server->fetch != NULL)) return rc;
     read_job *j = calloc(1, sizeof *j);
     assert(j != NULL);
+    j->server = r->server;
+    j->bucket = r->bucket;
+    j->key = r->key;
+    j->object_bytes = g->m->size_bytes;
+    j->read_bytes = g->remaining;
+    j->observe = !g->observed;
+    j->keep_local = g->keep_local;
+    j->size_bytes = b->size_bytes;
     j->snapshot = g->view;
     j->id = b->id;
     g->read_inflight = true;
@@ -229,10 +306,10 @@ static void get_pump(api__req *r)
                 g->headers_sent = true;
             }
             g->write_inflight = true;
-            node_block_view *view = g->ready;
+            void *view = g->ready;
             g->ready = NULL;
-            api__respond_write_view(r, head, head_len, g->ready_data, g->ready_len, view_release,
-                                    view, get_written);
+            api__respond_write_view(r, head, head_len, g->ready_data, g->ready_len,
+                                    g->ready_release, view, get_written);
             if (r->conn == NULL || r->get == NULL) return;
             continue;
         }
@@ -327,8 +404,10 @@ static void get_respond(api__req *r, api__get *g)
     const char *ct = api__req_param(r, "response-content-type");
     if (ct == NULL || strpbrk(ct, "\r\n"))
         ct = m->content_type ? m->content_type : "binary/octet-stream";
-    /* A read the engine learns from: the bytes this GET moves (HEADs move none). */
-    if (!g->head) api__access(r, PLC_GET, length);
+    /* A read the engine learns from: the bytes this GET moves (HEADs move none). One that
+     * moves bytes is fed when its first block is found (get_read_next, read_done): where it
+     * came from decides how. */
+    if (!g->head && length == 0) api__access(r, PLC_GET, length);
     if (g->head || length == 0) {
         api__respond_head(r, status, h.data, length, ct);
         api__buf_free(&h);

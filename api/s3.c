@@ -185,6 +185,11 @@ static int route(const api__req *r)
             return API_OP_GEO_APPLY;
         if (r->method == HTTP_GET && r->key && strcmp(r->key, "geo/received") == 0)
             return API_OP_GEO_RECEIVED;
+        if ((r->method == HTTP_GET || r->method == HTTP_HEAD) && r->key &&
+            strcmp(r->key, "geo/block") == 0)
+            return API_OP_GEO_BLOCK_GET;
+        if (r->method == HTTP_POST && r->key && strcmp(r->key, "geo/have") == 0)
+            return API_OP_GEO_HAVE;
         if (r->method == HTTP_POST && r->key && strncmp(r->key, "cluster/", 8) == 0)
             return API_OP_ADMIN_CLUSTER_CHANGE;
         if (r->key && strncmp(r->key, "buckets/", 8) == 0 && policy_path(r->key) != NULL) {
@@ -339,6 +344,7 @@ void api__s3_headers_done(api__req *r)
     case API_OP_ADMIN_POLICY_PUT:
     case API_OP_GEO_BLOCK:
     case API_OP_GEO_APPLY:
+    case API_OP_GEO_HAVE:
         r->body_mode = API_BODY_BUFFER;
         break;
     default:
@@ -390,6 +396,8 @@ void api__s3_handle(api__req *r)
     case API_OP_GEO_BLOCK:
     case API_OP_GEO_APPLY:
     case API_OP_GEO_RECEIVED:
+    case API_OP_GEO_BLOCK_GET:
+    case API_OP_GEO_HAVE:
         if (!buffered_payload_ok(r)) return;
         api__geo_handle(r);
         return;

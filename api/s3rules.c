@@ -409,6 +409,7 @@ static const struct {
     {"MissingContentLength", 411, "You must provide the Content-Length HTTP header"},
     {"MissingRequestBodyError", 400, "Request Body is empty"},
     {"MissingSecurityHeader", 400, "Your request is missing a required header"},
+    {"NoSuchBlock", 404, "This region does not hold the block"}, /* tern's: geo reads */
     {"NoSuchBucket", 404, "The specified bucket does not exist"},
     {"NoSuchKey", 404, "The specified key does not exist"},
     {"NoSuchUpload", 404, "The specified multipart upload does not exist"},

@@ -60,6 +60,8 @@
     X(GEO_BLOCK, "GeoBlock")                                                                       \
     X(GEO_APPLY, "GeoApply")                                                                       \
     X(GEO_RECEIVED, "GeoReceived")                                                                 \
+    X(GEO_BLOCK_GET, "GeoBlockGet")                                                                \
+    X(GEO_HAVE, "GeoHave")                                                                         \
     X(ADMIN_PLACEMENT_STATS, "AdminPlacementStats")                                                \
     X(ADMIN_POLICY_PUT, "AdminBucketPolicyPut")                                                    \
     X(ADMIN_POLICY_DELETE, "AdminBucketPolicyDelete")                                              \
@@ -115,6 +117,7 @@ struct api_server {
     const node_topology *topology; /* may be NULL */
     int local_region;              /* this node's region in topology; -1 without one */
     node_placement *placement;     /* may be NULL */
+    node_geo_fetch *fetch;         /* remote reads; NULL without peer regions */
     int64_t started_ms;
     uv_tcp_t listener;
     bool listening;
@@ -292,6 +295,8 @@ void api__admin_handle(api__req *r);
 void api__policy_handle(api__req *r);
 /* /_tern/geo/block, /apply, /received: what other regions ship here (api/geo.c). */
 void api__geo_handle(api__req *r);
+/* The topology index of the region with this id (node_sm_region_id of its name), or -1. */
+int api__region_of_id(const api_server *s, uint32_t region_id);
 /* A client access served here: fed to the placement engine and to egress accounting's
  * full-replication counterfactual (no-ops without a topology). */
 void api__access(api__req *r, plc_op op, uint64_t bytes);

@@ -40,11 +40,13 @@ int node_cmd_bucket_policy_set(node_group *g, const char *name, const node_bucke
 }
 
 int node_cmd_geo_apply(node_group *g, uint32_t origin_region, uint64_t origin_index, uint64_t hlc,
-                       const uint8_t *change, size_t change_len)
+                       uint32_t holders, bool local_holder, const uint8_t *change,
+                       size_t change_len)
 {
     uint8_t *c = NULL;
     size_t n = 0;
-    int rc = node_sm_encode_geo_apply(origin_region, origin_index, hlc, change, change_len, &c, &n);
+    int rc = node_sm_encode_geo_apply(origin_region, origin_index, hlc, holders, local_holder,
+                                      change, change_len, &c, &n);
     return call(g, rc, c, n);
 }
 
@@ -121,4 +123,29 @@ int node_cmd_blocks_collect(node_group *g, const node_block_id *ids, size_t coun
     size_t n = 0;
     int rc = node_sm_encode_blocks_collect(ids, count, &c, &n);
     return call(g, rc, c, n);
+}
+
+int node_cmd_blocks_drop(node_group *g, const node_block_id *ids, size_t count)
+{
+    uint8_t *c = NULL;
+    size_t n = 0;
+    int rc = node_sm_encode_blocks_drop(ids, count, &c, &n);
+    return call(g, rc, c, n);
+}
+
+static void async_done(void *arg, int status)
+{
+    (void)arg;
+    if (status != 0 && status != TERN_ECLOSED)
+        node_log(NODE_LOG_WARN, "geo", "storing a block failed: %s", tern_strerror(status));
+}
+
+int node_cmd_block_put_async(node_group *g, const node_block_id *id, const void *data, size_t len)
+{
+    uint8_t *c = NULL;
+    size_t n = 0;
+    int rc = node_sm_encode_block_put(id, data, len, &c, &n);
+    if (rc == 0) rc = node_group_submit(g, c, n, async_done, NULL);
+    free(c);
+    return rc;
 }

@@ -76,6 +76,9 @@ static const opt_desc option_table[] = {
     {"scrub-rate", "BYTES", NULL, "TERN_SCRUB_RATE", "scrub_rate", KIND_BYTES,
      FIELD(scrub_bytes_per_second), 0, UINT64_MAX, "8M",
      "bytes per second the scrubber verifies; 0 disables scrubbing"},
+    {"geo-ship-rate", "BYTES", NULL, "TERN_GEO_SHIP_RATE", "geo_ship_rate", KIND_BYTES,
+     FIELD(geo_ship_bytes_per_second), 0, UINT64_MAX, "0",
+     "bytes per second the region leader sends to each other region; 0 = no bound"},
     {"block-cache", "BYTES", NULL, "TERN_BLOCK_CACHE", "block_cache", KIND_BYTES,
      FIELD(block_cache_bytes), 0, UINT64_MAX, "64M", "RocksDB block cache size"},
     {"disk-reserve", "BYTES", NULL, "TERN_DISK_RESERVE", "disk_reserve", KIND_BYTES,
@@ -127,6 +130,9 @@ static const opt_desc option_table[] = {
     {"leader-wait-ms", "MS", NULL, "TERN_LEADER_WAIT_MS", "leader_wait_ms", KIND_U64,
      FIELD(leader_wait_ms), 1, 3600000, "5000",
      "a write or consistent read waiting this long without a leader fails with 503"},
+    {"placement-half-life-s", "SECONDS", NULL, "TERN_PLACEMENT_HALF_LIFE_S",
+     "placement_half_life_s", KIND_U64, FIELD(placement_half_life_s), 1, 365ull * 86400, "86400",
+     "how fast the placement engine forgets demand (its half-life); tests use seconds"},
     {"gc-grace-ms", "MS", NULL, "TERN_GC_GRACE_MS", "gc_grace_ms", KIND_U64, FIELD(gc_grace_ms), 0,
      UINT64_MAX, "3600000",
      "an unreferenced block is collected only after staying so this long (longer than any upload)"},
@@ -458,6 +464,7 @@ static int set_defaults(load_ctx *ctx)
     cfg->heartbeat_ms = 50;
     cfg->leader_wait_ms = 5000;
     cfg->gc_grace_ms = 3600000;
+    cfg->placement_half_life_s = 86400;
     cfg->snapshot_threshold_bytes = 256ull << 20;
     cfg->snapshot_threshold_entries = 100000;
     cfg->data_dir = strdup("./data");

@@ -22,16 +22,25 @@
  *      replicated state, so nothing is skipped or sent twice in effect after
  *      a leader change on either side;
  *   2. read up to BATCH records after it from the local geo log;
- *   3. send the blocks each object put names (POST /_tern/geo/block, the
- *      receiver checks their SHA-256), then the records in order
- *      (POST /_tern/geo/apply), which the peer commits through its own group
- *      with last-writer-wins.
- * Every block goes to every peer region: this is full replication of what is
- * written. Shipping only to the regions the placement engine picks needs
- * remote reads for the others, which are not built (issue 5). Requests
- * are signed with the deployment's root credentials (SigV4, by libcurl) and
- * time out, so a dead or cut-off peer costs a retry with backoff, never a
- * stuck thread. Egress is recorded per byte sent, as replication.
+ *   3. for each object put whose target set (placement) includes the peer,
+ *      ask which of its blocks the peer lacks (POST /_tern/geo/have) and send
+ *      those (POST /_tern/geo/block, the receiver checks their SHA-256);
+ *   4. send the records in order with each put's target set
+ *      (POST /_tern/geo/apply?format=2); the peer commits them through its own
+ *      group with last-writer-wins, storing the manifest of a put it is not a
+ *      target of without its blocks (its reads fetch them from a holder).
+ * A put's target set is computed once (node_placement_put_target: the
+ * engine's set raised to the bucket's floor) and remembered by log index, so
+ * every peer is told the same holders; a peer so far behind that its records
+ * left that memory is sent the blocks (over-replication is safe, a holder
+ * left out is not). Requests are signed with the deployment's root
+ * credentials (SigV4, by libcurl), go to the peer's S3 endpoints in turn (the
+ * next one when a node does not answer), are rate-bound per peer when a
+ * bandwidth is configured, and time out, so a dead or cut-off peer costs a
+ * retry with backoff, never a stuck thread. A failed round resumes at the
+ * peer's own high-water mark and re-asks which blocks it has, so an
+ * interrupted transfer sends only what is missing. Egress is recorded per
+ * byte sent, as replication.
  */
 
 #define BATCH              64
@@ -42,6 +51,8 @@
 /* The log is trimmed once every peer has applied this many more records (or, when idle, all
  * that every peer has): one Raft command per batch of trims, not per record. */
 #define TRIM_STEP 256
+/* Target sets remembered per log index (a power of two). */
+#define TARGETS 4096
 
 typedef struct ship_peer ship_peer;
 
@@ -51,6 +62,14 @@ struct node_geo_ship {
     uint64_t trimmed; /* the log is trimmed through here (under mu) */
     bool trimming;
     node_egress *egress;
+    node_placement *placement; /* NULL: every block to every peer */
+    node_geo_fetch *fetch;     /* asks other regions what they hold before a drop; may be NULL */
+    pthread_t drop_thread;
+    bool drop_started;
+    uint64_t rate_bytes_per_s; /* per peer; 0 = unbounded */
+    /* Target sets by log index (under mu): slot index % TARGETS holds (index, mask). */
+    uint64_t target_index[TARGETS];
+    uint32_t target_mask[TARGETS];
     uint32_t local_index; /* in the topology */
     uint32_t local_id;    /* node_sm_region_id of its name */
     char *userpwd;
@@ -67,6 +86,8 @@ struct ship_peer {
     uint32_t index; /* the peer region in the topology */
     char name[PLC_REGION_NAME_MAX];
     char endpoint[256];
+    size_t endpoint_next; /* the region's endpoint used next (rotates when one fails) */
+    const node_topology *topology;
     pthread_t thread;
     bool started;
     CURL *curl;
@@ -145,9 +166,20 @@ static long request(ship_peer *p, const char *method, const char *path, const vo
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    if (p->ship->rate_bytes_per_s)
+        curl_easy_setopt(c, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)p->ship->rate_bytes_per_s);
     long status = 0;
     if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(headers);
+    if (status == 0 || status == 503) {
+        /* That node is down or has no leader to forward to: the next round tries the
+         * region's next endpoint. */
+        const node_topology *t = p->topology;
+        size_t n = t->s3_endpoint_count[p->index];
+        p->endpoint_next = (p->endpoint_next + 1) % n;
+        snprintf(p->endpoint, sizeof p->endpoint, "%s",
+                 t->s3_endpoints[p->index][p->endpoint_next]);
+    }
     return status;
 }
 
@@ -174,41 +206,100 @@ static bool peer_received(ship_peer *p, uint64_t *out)
 
 typedef struct {
     uint64_t index[BATCH];
-    node__buf records; /* u32 len | u64 index | record, per record */
+    node__buf records; /* u32 len | u64 index | u32 holders | record, per record */
     size_t count;
 } batch;
 
 static int add_record(void *ctx, uint64_t index, const void *rec, size_t len)
 {
     batch *b = ctx;
-    node__buf_u32(&b->records, (uint32_t)(8 + len));
+    node__buf_u32(&b->records, (uint32_t)(12 + len));
     node__buf_u64(&b->records, index);
+    node__buf_u32(&b->records, 0); /* holders: filled in once the blocks went */
     node__buf_bytes(&b->records, rec, len);
     b->index[b->count++] = index;
     return b->records.failed ? 1 : 0;
 }
 
-/* Sends the blocks of an object put (record) that the peer needs; false on any failure. */
-static bool ship_blocks(ship_peer *p, const void *rec, size_t rec_len)
+/* The target set of the put at log index (bucket/key, bytes): remembered, or computed now. */
+static uint32_t put_target(ship_peer *p, uint64_t index, const char *bucket, const char *key,
+                           uint64_t bytes)
 {
+    node_geo_ship *s = p->ship;
+    if (s->placement == NULL) return 0;
+    size_t slot = index % TARGETS;
+    pthread_mutex_lock(&s->mu);
+    uint32_t mask = s->target_index[slot] == index ? s->target_mask[slot] : 0;
+    bool forgotten = mask == 0 && s->target_index[slot] > index;
+    pthread_mutex_unlock(&s->mu);
+    if (mask != 0) return mask;
+    if (forgotten) return 0; /* a later record took the slot: every region holds this one */
+    mask = node_placement_put_target(s->placement, bucket, key, bytes, tern_now_ms());
+    pthread_mutex_lock(&s->mu);
+    if (s->target_index[slot] == index) {
+        mask = s->target_mask[slot]; /* another peer's thread decided first */
+    } else if (s->target_index[slot] < index) {
+        s->target_index[slot] = index;
+        s->target_mask[slot] = mask;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return mask;
+}
+
+/* Of the manifest's blocks, marks in need[] those the peer lacks; false when it cannot say. */
+static bool peer_lacks(ship_peer *p, const node_manifest *m, bool *need)
+{
+    node__buf ids = {0};
+    for (size_t i = 0; i < m->block_count; i++)
+        node__buf_bytes(&ids, m->blocks[i].id.bytes, NODE_BLOCK_ID_BYTES);
+    if (ids.failed) {
+        node__buf_free(&ids);
+        return false;
+    }
+    body b = {0};
+    long status = request(p, "POST", "/_tern/geo/have", ids.data, ids.len, NULL, &b);
+    node__buf_free(&ids);
+    bool ok = status == 200 && b.len == m->block_count;
+    for (size_t i = 0; ok && i < m->block_count; i++)
+        need[i] = b.data[i] != '1';
+    free(b.data);
+    return ok;
+}
+
+/* Sends the blocks of an object put (record at index) that the peer needs, if the peer is in
+ * its target set; *holders gets the set. false on any failure. */
+static bool ship_blocks(ship_peer *p, uint64_t index, const void *rec, size_t rec_len,
+                        uint32_t *holders)
+{
+    *holders = 0;
     uint64_t hlc;
     uint32_t region;
     const uint8_t *cmd;
     size_t cmd_len;
     if (node_sm_geo_decode(rec, rec_len, &hlc, &region, &cmd, &cmd_len) != 0) return false;
     if (cmd[1] != 4 /* OBJECT_PUT: the only change that names blocks */) return true;
-    /* Skip the two names (u32 length + bytes each) to the manifest record. */
+    /* The two names (u32 length + bytes each), then the manifest record. */
+    char names[2][NODE_KEY_BYTES_MAX + 1];
     const uint8_t *q = cmd + 2, *end = cmd + cmd_len;
     for (int i = 0; i < 2; i++) {
         if (end - q < 4) return false;
         uint32_t n = tern_le_get_u32(q);
-        if ((size_t)(end - q - 4) < n) return false;
+        if ((size_t)(end - q - 4) < n || n > NODE_KEY_BYTES_MAX) return false;
+        memcpy(names[i], q + 4, n);
+        names[i][n] = '\0';
         q += 4 + n;
     }
     node_manifest *m = NULL;
     if (node__manifest_decode((const char *)q, (size_t)(end - q), &m) != 0) return false;
-    bool ok = true;
+    *holders = put_target(p, index, names[0], names[1], m->size_bytes);
+    if (*holders != 0 && !(*holders & (1u << p->index))) {
+        node_manifest_free(m); /* placement keeps this version out of the peer's region */
+        return true;
+    }
+    bool *need = calloc(m->block_count ? m->block_count : 1, sizeof *need);
+    bool ok = need != NULL && peer_lacks(p, m, need);
     for (size_t i = 0; ok && i < m->block_count; i++) {
+        if (!need[i]) continue;
         void *data = NULL;
         size_t len = 0;
         if (node_store_block_get(p->ship->store, &m->blocks[i].id, true, &data, &len) != 0) {
@@ -227,6 +318,7 @@ static bool ship_blocks(ship_peer *p, const void *rec, size_t rec_len)
         ok = status == 200;
         free(data);
     }
+    free(need);
     node_manifest_free(m);
     return ok;
 }
@@ -304,17 +396,19 @@ static int ship_round(ship_peer *p)
         return n < 0 || b.records.failed ? -1 : 0;
     }
     /* Blocks first, so the manifests that name them can apply. */
-    const uint8_t *q = b.records.data;
+    uint8_t *q = b.records.data;
     for (size_t i = 0; i < b.count; i++) {
         uint32_t len = tern_le_get_u32(q);
-        if (!ship_blocks(p, q + 4 + 8, len - 8)) {
+        uint32_t holders;
+        if (!ship_blocks(p, b.index[i], q + 4 + 12, len - 12, &holders)) {
             node__buf_free(&b.records);
             return -1;
         }
+        tern_le_put_u32(q + 4 + 8, holders);
         q += 4 + len;
     }
     body out = {0};
-    long status = request(p, "POST", "/_tern/geo/apply", b.records.data, b.records.len,
+    long status = request(p, "POST", "/_tern/geo/apply?format=2", b.records.data, b.records.len,
                           "application/octet-stream", &out);
     if (status == 200 && p->ship->egress)
         node_egress_record(p->ship->egress, p->ship->local_index, p->index, NODE_EGRESS_REPLICATION,
@@ -350,6 +444,113 @@ static void *peer_main(void *arg)
     return NULL;
 }
 
+/* ------------------------------------------------------------------ drops */
+
+/*
+ * The engine (node_placement_tick) lists the objects whose target set lost
+ * this region; the leader drops their blocks here once that is safe:
+ *   - a region never drops what it originated (the version's origin keeps
+ *     its copy: an anchor every other region can count on), nor a pinned
+ *     region its pinned buckets;
+ *   - the other regions that hold every block (asked now, POST
+ *     /_tern/geo/have; a block is there once its region's group committed
+ *     it) must number at least min_regions, counting only the origin and
+ *     regions later in the topology than this one. Two regions dropping at
+ *     once can then never both count on each other: the last in topology
+ *     order among those that drop counted only regions that do not drop.
+ * A block another object shares stays (BLOCKS_DROP skips shared blocks).
+ * The drop is submitted through the group (never awaited: see note_acked).
+ */
+
+#define DROP_BATCH   64
+#define DROP_WAIT_MS 1000
+
+static void drop_done(void *arg, int status)
+{
+    (void)arg;
+    if (status != 0 && status != TERN_ECLOSED)
+        node_log(NODE_LOG_WARN, "geo", "dropping a replica failed: %s", tern_strerror(status));
+}
+
+static void try_drop(node_geo_ship *s, const node_topology *t, const char *bucket, const char *key)
+{
+    uint32_t origin_id = 0, holders = 0;
+    if (node_object_placement_get(s->store, bucket, key, &origin_id, &holders) != 0 ||
+        origin_id == s->local_id)
+        return;
+    node_bucket b;
+    if (node_store_bucket_get(s->store, bucket, &b) != 0) return;
+    for (uint32_t i = 0; i < b.policy.pinned_count; i++)
+        if (strcmp(b.policy.pinned[i], t->prices.names[s->local_index]) == 0) return;
+    node_manifest *m = NULL;
+    if (node_store_object_get(s->store, bucket, key, &m) != 0) return;
+    node_block_id *ids = malloc((m->block_count ? m->block_count : 1) * sizeof *ids);
+    size_t n = 0;
+    for (size_t i = 0; ids && i < m->block_count; i++) {
+        void *data = NULL;
+        size_t len;
+        if (node_store_block_get(s->store, &m->blocks[i].id, false, &data, &len) == 0)
+            ids[n++] = m->blocks[i].id;
+        free(data);
+    }
+    size_t block_count = m->block_count;
+    node_manifest_free(m);
+    if (n == 0) {
+        free(ids);
+        return; /* nothing of it is here */
+    }
+    uint32_t counted = 0;
+    char names[256] = "";
+    for (uint32_t r = 0; r < t->prices.region_count && counted < b.policy.min_regions; r++) {
+        bool origin = node_sm_region_id(t->prices.names[r]) == origin_id;
+        if (r == s->local_index || (!origin && r < s->local_index)) continue;
+        bool all = false;
+        /* Every block of the object, not just those here: a holder must be whole. */
+        if (node_geo_fetch_have(s->fetch, r, ids, n, &all) == 0 && all && n == block_count) {
+            counted++;
+            size_t used = strlen(names);
+            snprintf(names + used, sizeof names - used, "%s%s", used ? ", " : "",
+                     t->prices.names[r]);
+        }
+    }
+    int rc = TERN_EAGAIN;
+    if (counted >= b.policy.min_regions && counted > 0) {
+        uint8_t *cmd = NULL;
+        size_t len = 0;
+        rc = node_sm_encode_blocks_drop(ids, n, &cmd, &len);
+        if (rc == 0) rc = node_group_submit(s->group, cmd, len, drop_done, NULL);
+        free(cmd);
+        if (rc == 0)
+            node_log(NODE_LOG_INFO, "geo",
+                     "dropping this region's replica of %s/%s (%zu blocks): "
+                     "held by %s",
+                     bucket, key, n, names);
+    }
+    /* Not safe yet (too few other holders answered): reviewed again later. */
+    if (rc != 0) node_placement_note_copy(s->placement, bucket, key);
+    free(ids);
+}
+
+static void *drop_main(void *arg)
+{
+    node_geo_ship *s = arg;
+    const node_topology *t = s->peer_count ? s->peers[0].topology : NULL;
+    node_placement_drop *todo = calloc(DROP_BATCH, sizeof *todo);
+    while (todo && t && !atomic_load(&s->stopping)) {
+        nap(s, DROP_WAIT_MS);
+        /* A follower drops nothing (only the leader proposes for the region): its list waits. */
+        if (!atomic_load(&s->leader)) continue;
+        size_t n = node_placement_drops_take(s->placement, todo, DROP_BATCH, tern_now_ms());
+        for (size_t i = 0; i < n; i++)
+            if (atomic_load(&s->stopping))
+                node_placement_note_copy(s->placement, todo[i].bucket, todo[i].key);
+            else
+                try_drop(s, t, todo[i].bucket, todo[i].key);
+    }
+    free(todo);
+    return NULL;
+}
+
 int node_geo_ship_start(const node_geo_ship_config *c, node_geo_ship **out, char *errmsg,
                         size_t errmsg_len)
 {
@@ -360,6 +561,9 @@ int node_geo_ship_start(const node_geo_ship_config *c, node_geo_ship **out, char
     s->store = c->store;
     s->group = c->group;
     s->egress = c->egress;
+    s->placement = c->placement;
+    s->fetch = c->fetch;
+    s->rate_bytes_per_s = c->rate_bytes_per_s;
     s->local_index = c->local_region;
     s->local_id = node_sm_region_id(t->prices.names[c->local_region]);
     if (asprintf(&s->userpwd, "%s:%s", c->access_key, c->secret_key) < 0) {
@@ -388,12 +592,20 @@ int node_geo_ship_start(const node_geo_ship_config *c, node_geo_ship **out, char
         p->index = r;
         snprintf(p->name, sizeof p->name, "%s", t->prices.names[r]);
         snprintf(p->endpoint, sizeof p->endpoint, "%s", t->s3_endpoints[r][0]);
+        p->topology = t;
         p->curl = curl_easy_init();
         if (p->curl == NULL || pthread_create(&p->thread, NULL, peer_main, p) != 0) {
             node_geo_ship_free(s);
             return TERN_ENOMEM;
         }
         p->started = true;
+    }
+    if (s->placement && s->fetch && s->group && s->peer_count > 0) {
+        if (pthread_create(&s->drop_thread, NULL, drop_main, s) != 0) {
+            node_geo_ship_free(s);
+            return TERN_ENOMEM;
+        }
+        s->drop_started = true;
     }
     *out = s;
     return 0;
@@ -414,6 +626,7 @@ void node_geo_ship_stop(node_geo_ship *s)
     if (was_stopping) return;
     for (size_t i = 0; i < s->peer_count; i++)
         if (s->peers[i].started) pthread_join(s->peers[i].thread, NULL);
+    if (s->drop_started) pthread_join(s->drop_thread, NULL);
 }
 
 void node_geo_ship_free(node_geo_ship *s)

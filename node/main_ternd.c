@@ -32,6 +32,7 @@ typedef struct {
     uv_timer_t placement_timer;
     /* Ships this region's changes to the others while this node leads; NULL without peers. */
     node_geo_ship *geo;
+    node_geo_fetch *fetch; /* remote reads; NULL without peer regions */
     uv_timer_t geo_timer;
     node_store *store;
     node_sm *sm;
@@ -330,11 +331,20 @@ static int start(ternd *d)
         int region = node_topology_region(&d->topology, d->cfg.region);
         uint64_t seed;
         RAND_bytes((unsigned char *)&seed, sizeof seed);
-        if (node_placement_new(&d->topology.prices, (uint32_t)region, d->store, seed, &d->placement,
-                               errmsg, sizeof errmsg) != 0) {
+        if (node_placement_new(&d->topology.prices, (uint32_t)region, d->store, seed,
+                               (double)d->cfg.placement_half_life_s / 3600.0, &d->placement, errmsg,
+                               sizeof errmsg) != 0) {
             fprintf(stderr, "ternd: %s\n", errmsg);
             return 1;
         }
+    }
+    if (d->placement && geo_peer_count(d) > 0 &&
+        node_geo_fetch_new(&d->topology,
+                           (uint32_t)node_topology_region(&d->topology, d->cfg.region),
+                           d->cfg.root_access_key, d->cfg.root_secret_key, d->egress, d->placement,
+                           &d->fetch) != 0) {
+        fprintf(stderr, "ternd: out of memory\n");
+        return 1;
     }
     api_server_options ao = {.loop = d->loop,
                              .store = d->store,
@@ -344,7 +354,8 @@ static int start(ternd *d)
                              .started_ms = tern_now_ms(),
                              .egress = d->egress,
                              .topology = d->topology.prices.region_count ? &d->topology : NULL,
-                             .placement = d->placement};
+                             .placement = d->placement,
+                             .fetch = d->fetch};
     if (api_server_start(&ao, &d->server, errmsg, sizeof errmsg) != 0) {
         fprintf(stderr, "ternd: %s\n", errmsg);
         return 1;
@@ -378,7 +389,10 @@ static int start(ternd *d)
                                        (uint32_t)node_topology_region(&d->topology, d->cfg.region),
                                    .access_key = d->cfg.root_access_key,
                                    .secret_key = d->cfg.root_secret_key,
-                                   .egress = d->egress};
+                                   .egress = d->egress,
+                                   .placement = d->placement,
+                                   .rate_bytes_per_s = d->cfg.geo_ship_bytes_per_second,
+                                   .fetch = d->fetch};
         char why[256];
         if (node_geo_ship_start(&gc, &d->geo, why, sizeof why) != 0) {
             fprintf(stderr, "ternd: %s\n", why);
@@ -456,6 +470,7 @@ int main(int argc, char **argv)
     node_store_close(d.store);
     node_metrics_free(d.metrics);
     node_geo_ship_free(d.geo);
+    node_geo_fetch_free(d.fetch);
     node_placement_free(d.placement);
     node_egress_free(d.egress);
     node_topology_free(&d.topology);

@@ -262,6 +262,16 @@ int node_store_bucket_list(node_store *s, node_bucket **out, size_t *count);
  */
 int node_store_object_put(node_store *s, const char *bucket, const char *key,
                           const node_manifest *m);
+/* Geo-replication: with blocks_elsewhere the manifest commits even when its blocks are not
+ * stored here (placement put them in other regions): they are referenced (so a copy made
+ * later is kept) and reads fetch them from a region that holds them. */
+int node_store_object_put_placed(node_store *s, const char *bucket, const char *key,
+                                 const node_manifest *m, bool blocks_elsewhere);
+/* The origin region id and the holders (topology region mask the origin shipped the blocks
+ * to; 0 = unknown: every region) of the object's current version; TERN_ENOTFOUND when it has
+ * none recorded (a region without peers) or it was deleted. */
+int node_object_placement_get(node_store *s, const char *bucket, const char *key,
+                              uint32_t *origin_region_id, uint32_t *holders);
 /* TERN_ENOTFOUND if the bucket or the key is absent. *out: free with node_manifest_free. */
 int node_store_object_get(node_store *s, const char *bucket, const char *key, node_manifest **out);
 /* Like node_store_object_get but never does disk I/O: TERN_EAGAIN when not in memory. */
@@ -400,6 +410,12 @@ int node_store_upload_create_id(node_store *s, const char *bucket, const char *k
 int node_store_blocks_collect(node_store *s, const node_block_id *ids, size_t count,
                               uint64_t *deleted);
 
+/* Deletes the bytes (not the references) of each listed block that is stored and referenced
+ * by exactly one object: placement dropped this region's replica, and reads fetch it from
+ * another region. Returns 0 and the number dropped in *dropped. */
+int node_store_blocks_drop(node_store *s, const node_block_id *ids, size_t count,
+                           uint64_t *dropped);
+
 /* The last error text of the store (for logs), thread-local. */
 const char *node_store_errmsg(node_store *s);
 
@@ -419,6 +435,8 @@ int node_cmd_bucket_delete(node_group *g, const char *name);
 int node_cmd_bucket_policy_set(node_group *g, const char *name, const node_bucket_policy *p);
 /* The caller computed id with node_block_hash. */
 int node_cmd_block_put(node_group *g, const node_block_id *id, const void *data, size_t len);
+/* The same, submitted without waiting for the result (a failure is logged). Any thread. */
+int node_cmd_block_put_async(node_group *g, const node_block_id *id, const void *data, size_t len);
 int node_cmd_object_put(node_group *g, const char *bucket, const char *key, const node_manifest *m);
 int node_cmd_object_delete(node_group *g, const char *bucket, const char *key);
 /* Chooses the upload id (random) and puts it in the command. */
@@ -433,6 +451,8 @@ int node_cmd_upload_abort(node_group *g, const char *bucket, const char *key,
                           const char *upload_id);
 /* Deletes the listed blocks that are still unreferenced when the command applies. */
 int node_cmd_blocks_collect(node_group *g, const node_block_id *ids, size_t count);
+/* node_store_blocks_drop through the group: this region's replica of them goes. */
+int node_cmd_blocks_drop(node_group *g, const node_block_id *ids, size_t count);
 
 /*
  * Linearizable reads: done(arg, 0) on the loop thread once this node has
@@ -461,14 +481,16 @@ typedef struct {
     char *region;              /* --region NAME, TERN_REGION; default "local" */
     uint64_t node_id;          /* --node-id N, TERN_NODE_ID; default 1 */
     uint32_t block_size_bytes; /* --block-size BYTES (suffixes K/M), default 1 MiB */
-    uint64_t scrub_bytes_per_second; /* --scrub-rate BYTES/s, default 8 MiB/s; 0 disables */
-    uint64_t block_cache_bytes;      /* --block-cache BYTES, default 64 MiB */
-    uint64_t disk_reserve_bytes;     /* --disk-reserve BYTES, default 256 MiB */
-    uint32_t io_threads;             /* --io-threads N (UV_THREADPOOL_SIZE), default 8 */
-    uint32_t max_header_bytes;       /* --max-header-bytes N, default 16 KiB */
-    uint32_t max_connections;        /* --max-connections N, default 1024 */
-    uint32_t shutdown_grace_ms;      /* --shutdown-grace-ms N, default 10000 */
-    bool sync_writes;                /* --no-sync disables (tests and benchmarks only) */
+    uint64_t scrub_bytes_per_second;    /* --scrub-rate BYTES/s, default 8 MiB/s; 0 disables */
+    uint64_t geo_ship_bytes_per_second; /* --geo-ship-rate BYTES/s per peer region; 0: none */
+    uint64_t placement_half_life_s;     /* --placement-half-life-s: demand forgetting; 1 day */
+    uint64_t block_cache_bytes;         /* --block-cache BYTES, default 64 MiB */
+    uint64_t disk_reserve_bytes;        /* --disk-reserve BYTES, default 256 MiB */
+    uint32_t io_threads;                /* --io-threads N (UV_THREADPOOL_SIZE), default 8 */
+    uint32_t max_header_bytes;          /* --max-header-bytes N, default 16 KiB */
+    uint32_t max_connections;           /* --max-connections N, default 1024 */
+    uint32_t shutdown_grace_ms;         /* --shutdown-grace-ms N, default 10000 */
+    bool sync_writes;                   /* --no-sync disables (tests and benchmarks only) */
     char *root_access_key; /* root_access_key in file, TERN_ROOT_ACCESS_KEY, --root-access-key */
     char *root_secret_key; /* root_secret_key, TERN_ROOT_SECRET_KEY, --root-secret-key */
     size_t key_count;      /* extra keys: "keys": [{"access_key":..,"secret_key":..}] */
@@ -691,13 +713,44 @@ typedef struct node_placement node_placement;
 
 /* Bucket policies are read from store (cached bucket records). TERN_EINVAL, TERN_ENOMEM. */
 int node_placement_new(const plc_topology *t, uint32_t local_region, node_store *store,
-                       uint64_t seed, node_placement **out, char *errmsg, size_t errmsg_len);
+                       uint64_t seed, double half_life_hours, node_placement **out, char *errmsg,
+                       size_t errmsg_len);
 void node_placement_free(node_placement *p); /* safe with NULL */
 /* One access served here (PUT of the new size, GET of the bytes read, DELETE). NULL p: no-op. */
 void node_placement_observe(node_placement *p, const char *bucket, const char *key, plc_op op,
                             uint64_t bytes, int64_t now_ms);
-/* Reviews up to max_objects (drops, RPO windows); returns the number visited. */
+/* Reviews up to max_objects (drops, RPO windows); returns the number visited. Objects whose
+ * target set lost this region are kept for node_placement_drops_take. */
 size_t node_placement_tick(node_placement *p, int64_t now_ms, size_t max_objects);
+typedef struct {
+    char bucket[NODE_BUCKET_NAME_MAX + 1];
+    char key[NODE_KEY_BYTES_MAX + 1];
+} node_placement_drop;
+/* Takes up to max of the objects the engine no longer wants here: those whose target set lost
+ * this region, and copies on read (node_placement_note_copy) whose demand here no longer pays
+ * for them. The caller drops them if it is safe, else notes them again. */
+size_t node_placement_drops_take(node_placement *p, node_placement_drop *out, size_t max,
+                                 int64_t now_ms);
+/* A replica of bucket/key (written in another region) was made here by a read. */
+void node_placement_note_copy(node_placement *p, const char *bucket, const char *key);
+/* A GET served here of an object whose version was written in region origin (topology index;
+ * -1 when unknown or here): an object the engine has not seen starts as a PUT there. Returns
+ * the target set after the read (bit local_region set: keep a replica here). NULL p: 0. */
+plc_mask node_placement_observe_read(node_placement *p, const char *bucket, const char *key,
+                                     int origin, uint64_t object_bytes, uint64_t bytes,
+                                     int64_t now_ms);
+/* A read from another region that this one served (a block fetched from here). */
+void node_placement_observe_remote(node_placement *p, uint32_t region, const char *bucket,
+                                   const char *key, uint64_t bytes, int64_t now_ms);
+/* Where a version written here goes: the engine's target set (never without this region),
+ * raised to the bucket's floor (min_regions within allowed_regions, the pinned regions). */
+plc_mask node_placement_put_target(node_placement *p, const char *bucket, const char *key,
+                                   uint64_t bytes, int64_t now_ms);
+/* Source selection: the holder a remote read here should come from. */
+uint32_t node_placement_choose_source(node_placement *p, plc_mask holders);
+/* A remote read's transfer from region `from` (for source selection). */
+void node_placement_observe_transfer(node_placement *p, uint32_t from, uint64_t bytes,
+                                     double latency_ms);
 /* JSON documents for /_tern/placement/...; explain: TERN_ENOTFOUND for an object the engine
  * has not seen. *out is malloc'd. */
 int node_placement_explain_json(node_placement *p, const char *bucket, const char *key,
@@ -706,9 +759,10 @@ int node_placement_stats_json(node_placement *p, char **out, size_t *len);
 
 /* ======================================================================
  * Geo shipping (node/geo_ship.c): while this node leads its region, a thread
- * per peer region sends the geo log (and the blocks it names) to the peer's
- * /_tern/geo endpoints. Requests are signed with the root credentials, which
- * every region of a deployment shares.
+ * per peer region sends the geo log to the peer's /_tern/geo endpoints, and
+ * the blocks of each put to the peers in its target set (placement). Requests
+ * are signed with the root credentials, which every region of a deployment
+ * shares.
  * ====================================================================== */
 
 typedef struct node_geo_ship node_geo_ship;
@@ -719,7 +773,12 @@ typedef struct {
     const node_topology *topology; /* peer regions are reached at their first s3_endpoint */
     uint32_t local_region;         /* index in the topology */
     const char *access_key, *secret_key;
-    node_egress *egress; /* may be NULL */
+    node_egress *egress;       /* may be NULL */
+    node_placement *placement; /* target sets of puts; NULL: every block to every peer */
+    uint64_t rate_bytes_per_s; /* bandwidth bound per peer region; 0 = none */
+    /* With placement and fetch, the leader also drops the replicas the engine no longer
+     * wants here, once other regions hold enough copies (geo_ship.c, "drops"). */
+    struct node_geo_fetch *fetch;
 } node_geo_ship_config;
 
 /* Ships to every other region with s3_endpoints (regions without are skipped with a warning).
@@ -735,9 +794,37 @@ void node_geo_ship_stop(node_geo_ship *s);
  * still reaches it until then. Safe with NULL. */
 void node_geo_ship_free(node_geo_ship *s);
 
+/* ======================================================================
+ * Remote reads (node/geo_fetch.c): blocks this region does not hold, fetched
+ * from a region that does, over the same signed HTTP as the shipper.
+ * ====================================================================== */
+
+typedef struct node_geo_fetch node_geo_fetch;
+/* egress and placement may be NULL. TERN_ENOMEM. */
+int node_geo_fetch_new(const node_topology *t, uint32_t local_region, const char *access_key,
+                       const char *secret_key, node_egress *egress, node_placement *placement,
+                       node_geo_fetch **out);
+void node_geo_fetch_free(node_geo_fetch *f); /* safe with NULL */
+/*
+ * Fetches block id (size_bytes long) of bucket/key from another region: the holders (topology
+ * region mask; 0 = unknown) first, source selection's pick leading, then every other region,
+ * each region's endpoints in turn; the bytes must hash to id. Returns 0 with *data (malloc'd,
+ * *len bytes) and the region it came from, TERN_ENOTFOUND when every region that answered
+ * lacks it, TERN_EUNAVAIL when none answered. Blocks: worker threads only. Any thread.
+ */
+int node_geo_fetch_block(node_geo_fetch *f, const char *bucket, const char *key, uint32_t holders,
+                         const node_block_id *id, uint32_t size_bytes, void **data, size_t *len,
+                         uint32_t *from);
+
+/* Whether region stores every one of the blocks (*all), asked of its endpoints in turn:
+ * 0, TERN_EUNAVAIL when none answered, TERN_EINVAL, TERN_ENOMEM. Worker threads only. */
+int node_geo_fetch_have(node_geo_fetch *f, uint32_t region, const node_block_id *ids, size_t count,
+                        bool *all);
+
 /* A change another region originated, committed through the group (GEO_APPLY). */
 int node_cmd_geo_apply(node_group *g, uint32_t origin_region, uint64_t origin_index, uint64_t hlc,
-                       const uint8_t *change, size_t change_len);
+                       uint32_t holders, bool local_holder, const uint8_t *change,
+                       size_t change_len);
 
 /* ======================================================================
  * Logging: one line per event to stderr, "ts level component: message".

@@ -21,7 +21,9 @@
  */
 
 #define POLICY_REFRESH_MS 10000
-#define BUCKETS_MAX       4096 /* policy cache entries; beyond it, lookups just refresh */
+#define BUCKETS_MAX       4096  /* policy cache entries; beyond it, lookups just refresh */
+#define DROPS_MAX         256   /* pending drops; beyond it the next ticks find them again */
+#define COPIES_MAX        65536 /* copies on read under review; beyond it, kept until rewritten */
 
 typedef struct {
     char name[NODE_BUCKET_NAME_MAX + 1];
@@ -37,6 +39,14 @@ struct node_placement {
     plc_topology topology;
     uint32_t local_region;
     bucket_entry *buckets; /* open addressing by name hash */
+    /* Objects whose target set lost this region since the replicator last asked. */
+    node_placement_drop drops[DROPS_MAX];
+    size_t drop_count;
+    /* Replicas made here by copy on read ("bucket\0key"), reviewed for dropping: this engine
+     * does not see the origin's copy, so its set keeps a copy it no longer wants for want of
+     * another holder; what it says of the demand here is what counts. */
+    char **copies;
+    size_t copy_count, copy_cursor;
 };
 
 static uint64_t name_hash(const char *s)
@@ -48,7 +58,8 @@ static uint64_t name_hash(const char *s)
 }
 
 int node_placement_new(const plc_topology *t, uint32_t local_region, node_store *store,
-                       uint64_t seed, node_placement **out, char *errmsg, size_t errmsg_len)
+                       uint64_t seed, double half_life_hours, node_placement **out, char *errmsg,
+                       size_t errmsg_len)
 {
     *out = NULL;
     if (local_region >= t->region_count) {
@@ -58,10 +69,17 @@ int node_placement_new(const plc_topology *t, uint32_t local_region, node_store 
     node_placement *p = calloc(1, sizeof *p);
     if (p == NULL) return TERN_ENOMEM;
     p->buckets = calloc(BUCKETS_MAX, sizeof *p->buckets);
-    plc_config c = {.algo = PLC_ALGO_THOMPSON, .seed = seed};
+    p->copies = calloc(COPIES_MAX, sizeof *p->copies);
+    if (p->copies == NULL) {
+        free(p->buckets);
+        free(p);
+        return TERN_ENOMEM;
+    }
+    plc_config c = {.algo = PLC_ALGO_THOMPSON, .seed = seed, .half_life_hours = half_life_hours};
     int rc = p->buckets ? plc_engine_new(t, &c, &p->engine, errmsg, errmsg_len) : TERN_ENOMEM;
     if (rc != 0) {
         free(p->buckets);
+        free(p->copies);
         free(p);
         return rc;
     }
@@ -78,6 +96,9 @@ void node_placement_free(node_placement *p)
     if (p == NULL) return;
     plc_engine_free(p->engine);
     pthread_mutex_destroy(&p->mu);
+    for (size_t i = 0; i < p->copy_count; i++)
+        free(p->copies[i]);
+    free(p->copies);
     free(p->buckets);
     free(p);
 }
@@ -148,10 +169,164 @@ void node_placement_observe(node_placement *p, const char *bucket, const char *k
     pthread_mutex_unlock(&p->mu);
 }
 
+plc_mask node_placement_observe_read(node_placement *p, const char *bucket, const char *key,
+                                     int origin, uint64_t object_bytes, uint64_t bytes,
+                                     int64_t now_ms)
+{
+    if (p == NULL) return 0;
+    plc_decision d = {0};
+    pthread_mutex_lock(&p->mu);
+    refresh_policy(p, bucket, now_ms);
+    plc_explanation x;
+    if (origin >= 0 && (uint32_t)origin != p->local_region &&
+        (uint32_t)origin < p->topology.region_count &&
+        plc_engine_explain(p->engine, bucket, key, now_ms, &x) == TERN_ENOTFOUND) {
+        /* A version written elsewhere that this engine has not seen: it starts where its
+         * origin put it, not as an object nobody holds (which min_regions would copy here). */
+        plc_event put = {now_ms, (uint32_t)origin, PLC_PUT, bucket, key, object_bytes};
+        (void)plc_engine_observe(p->engine, &put, &d);
+    }
+    plc_event ev = {now_ms, p->local_region, PLC_GET, bucket, key, bytes};
+    if (plc_engine_observe(p->engine, &ev, &d) != 0) d.after = 0;
+    pthread_mutex_unlock(&p->mu);
+    return d.after;
+}
+
+void node_placement_observe_remote(node_placement *p, uint32_t region, const char *bucket,
+                                   const char *key, uint64_t bytes, int64_t now_ms)
+{
+    if (p == NULL || region >= p->topology.region_count) return;
+    plc_event ev = {now_ms, region, PLC_GET, bucket, key, bytes};
+    plc_decision d;
+    pthread_mutex_lock(&p->mu);
+    refresh_policy(p, bucket, now_ms);
+    (void)plc_engine_observe(p->engine, &ev, &d);
+    pthread_mutex_unlock(&p->mu);
+}
+
+plc_mask node_placement_put_target(node_placement *p, const char *bucket, const char *key,
+                                   uint64_t bytes, int64_t now_ms)
+{
+    plc_mask local = 1u << p->local_region, all = (1u << p->topology.region_count) - 1;
+    plc_mask target = 0;
+    pthread_mutex_lock(&p->mu);
+    refresh_policy(p, bucket, now_ms);
+    plc_explanation x;
+    if (plc_engine_explain(p->engine, bucket, key, now_ms, &x) == 0 && (x.holders & local)) {
+        target = x.holders;
+    } else {
+        /* The write came through another node of this region: the engine learns it here. */
+        plc_event ev = {now_ms, p->local_region, PLC_PUT, bucket, key, bytes};
+        plc_decision d;
+        if (plc_engine_observe(p->engine, &ev, &d) == 0) target = d.after;
+    }
+    /* The policy's floor holds whatever the engine said (within an RPO window it may not):
+     * min_regions from the allowed regions, cheapest to ship to first, and every pinned one. */
+    node_bucket b;
+    plc_bucket_policy pol = {.min_regions = 1};
+    if (node_store_bucket_get_cached(p->store, bucket, &b) == 0) pol = engine_policy(p, &b.policy);
+    pthread_mutex_unlock(&p->mu);
+    plc_mask allowed = pol.allowed ? pol.allowed : all;
+    target = (target | local | pol.pinned) & all;
+    while ((uint32_t)__builtin_popcount(target & allowed) < pol.min_regions) {
+        int best = -1;
+        for (uint32_t r = 0; r < p->topology.region_count; r++)
+            if ((allowed & ~target & (1u << r)) &&
+                (best < 0 || p->topology.egress_usd_per_gb[p->local_region][r] <
+                                 p->topology.egress_usd_per_gb[p->local_region][best]))
+                best = (int)r;
+        if (best < 0) break;
+        target |= 1u << best;
+    }
+    return target;
+}
+
+uint32_t node_placement_choose_source(node_placement *p, plc_mask holders)
+{
+    pthread_mutex_lock(&p->mu);
+    uint32_t r = plc_engine_choose_source(p->engine, p->local_region, holders);
+    pthread_mutex_unlock(&p->mu);
+    return r;
+}
+
+void node_placement_observe_transfer(node_placement *p, uint32_t from, uint64_t bytes,
+                                     double latency_ms)
+{
+    pthread_mutex_lock(&p->mu);
+    plc_engine_observe_transfer(p->engine, from, p->local_region, bytes, latency_ms);
+    pthread_mutex_unlock(&p->mu);
+}
+
+typedef struct {
+    node_placement *p;
+    size_t added;
+} tick_ctx;
+
+/* Objects whose set lost this region go on the drop list for the replicator. */
+static void tick_changed(void *arg, const char *bucket, const char *key, plc_mask before,
+                         plc_mask after)
+{
+    tick_ctx *t = arg;
+    node_placement *p = t->p;
+    plc_mask local = 1u << p->local_region;
+    if (!(before & local) || (after & local) || p->drop_count >= DROPS_MAX) return;
+    node_placement_drop *d = &p->drops[p->drop_count++];
+    snprintf(d->bucket, sizeof d->bucket, "%s", bucket);
+    snprintf(d->key, sizeof d->key, "%s", key);
+    t->added++;
+}
+
 size_t node_placement_tick(node_placement *p, int64_t now_ms, size_t max_objects)
 {
     pthread_mutex_lock(&p->mu);
-    size_t n = plc_engine_tick(p->engine, now_ms, max_objects, NULL, NULL);
+    tick_ctx t = {p, 0};
+    size_t n = plc_engine_tick(p->engine, now_ms, max_objects, tick_changed, &t);
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+void node_placement_note_copy(node_placement *p, const char *bucket, const char *key)
+{
+    if (p == NULL) return;
+    size_t bl = strlen(bucket), kl = strlen(key);
+    char *entry = malloc(bl + 1 + kl + 1);
+    if (entry == NULL) return;
+    memcpy(entry, bucket, bl + 1);
+    memcpy(entry + bl + 1, key, kl + 1);
+    pthread_mutex_lock(&p->mu);
+    if (p->copy_count < COPIES_MAX) {
+        p->copies[p->copy_count++] = entry;
+        entry = NULL;
+    }
+    pthread_mutex_unlock(&p->mu);
+    free(entry);
+}
+
+size_t node_placement_drops_take(node_placement *p, node_placement_drop *out, size_t max,
+                                 int64_t now_ms)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t n = TERN_MIN(max, p->drop_count);
+    memcpy(out, p->drops + (p->drop_count - n), n * sizeof *out);
+    p->drop_count -= n;
+    /* Then a slice of the copies on read: those whose demand here no longer pays for them. */
+    for (size_t seen = 0; n < max && seen < max && p->copy_count > 0; seen++) {
+        if (p->copy_cursor >= p->copy_count) p->copy_cursor = 0;
+        char *entry = p->copies[p->copy_cursor];
+        const char *bucket = entry, *key = entry + strlen(entry) + 1;
+        plc_explanation x;
+        int rc = plc_engine_explain(p->engine, bucket, key, now_ms, &x);
+        plc_reason why = rc == 0 ? x.regions[p->local_region].reason : PLC_REASON_NONE;
+        if (why == PLC_REASON_DEMAND || why == PLC_REASON_PINNED) {
+            p->copy_cursor++;
+            continue;
+        }
+        snprintf(out[n].bucket, sizeof out[n].bucket, "%s", bucket);
+        snprintf(out[n].key, sizeof out[n].key, "%s", key);
+        n++;
+        free(entry);
+        p->copies[p->copy_cursor] = p->copies[--p->copy_count];
+    }
     pthread_mutex_unlock(&p->mu);
     return n;
 }

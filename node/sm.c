@@ -23,6 +23,8 @@ enum {
     CMD_BUCKET_POLICY,
     CMD_GEO_APPLY,
     CMD_GEO_TRIM,
+    CMD_GEO_APPLY_PLACED,
+    CMD_BLOCKS_DROP,
 };
 
 /* Session record: u8 version | u64 max_seq | u64 window | i8 results[64]. */
@@ -43,6 +45,7 @@ struct node_sm {
     bool geo; /* the region has peers: its changes are logged for them */
     uint64_t hlc;
     bool hlc_loaded;
+    bool blocks_elsewhere; /* during a GEO_APPLY put whose blocks this region does not hold */
     /* Apply thread only. Few clients (one per node incarnation): a small array. */
     session *sessions;
     size_t session_count;
@@ -254,6 +257,16 @@ int node_sm_encode_blocks_collect(const node_block_id *ids, size_t count, uint8_
     return finish(&b, out, len);
 }
 
+int node_sm_encode_blocks_drop(const node_block_id *ids, size_t count, uint8_t **out, size_t *len)
+{
+    node__buf b;
+    begin(&b, CMD_BLOCKS_DROP);
+    node__buf_u32(&b, (uint32_t)count);
+    for (size_t i = 0; i < count; i++)
+        node__buf_bytes(&b, ids[i].bytes, NODE_BLOCK_ID_BYTES);
+    return finish(&b, out, len);
+}
+
 /* ------------------------------------------------------------------ decoding */
 
 typedef struct {
@@ -261,6 +274,15 @@ typedef struct {
     const uint8_t *end;
     bool bad;
 } reader;
+
+static uint8_t get_u8(reader *r)
+{
+    if (r->bad || r->end - r->p < 1) {
+        r->bad = true;
+        return 0;
+    }
+    return *r->p++;
+}
 
 static uint32_t get_u32(reader *r)
 {
@@ -370,7 +392,7 @@ static int apply_manifest_cmd(node_sm *sm, int type, reader *r, names *n)
     if (node__manifest_decode(rest, rest_len, &m) != 0) return TERN_EPARSE;
     int rc;
     if (type == CMD_OBJECT_PUT)
-        rc = node_store_object_put(sm->store, n->bucket, n->key, m);
+        rc = node_store_object_put_placed(sm->store, n->bucket, n->key, m, sm->blocks_elsewhere);
     else if (type == CMD_UPLOAD_CREATE)
         rc = node_store_upload_create_id(sm->store, n->bucket, n->key, m, initiated_ms,
                                          n->upload_id);
@@ -381,7 +403,7 @@ static int apply_manifest_cmd(node_sm *sm, int type, reader *r, names *n)
 }
 
 /* Applies one command to the store; returns its result. */
-static int apply_geo(node_sm *sm, reader *r);
+static int apply_geo(node_sm *sm, reader *r, bool placed);
 
 static int apply_cmd(node_sm *sm, const uint8_t *cmd, size_t len)
 {
@@ -403,7 +425,22 @@ static int apply_cmd(node_sm *sm, const uint8_t *cmd, size_t len)
         if (r.bad || r.p != r.end) return TERN_EPARSE;
         return node_store_bucket_delete(sm->store, n.bucket);
     case CMD_GEO_APPLY:
-        return apply_geo(sm, &r);
+        return apply_geo(sm, &r, false);
+    case CMD_GEO_APPLY_PLACED:
+        return apply_geo(sm, &r, true);
+    case CMD_BLOCKS_DROP: {
+        uint32_t count = get_u32(&r);
+        if (r.bad || (size_t)(r.end - r.p) != (size_t)count * NODE_BLOCK_ID_BYTES)
+            return TERN_EPARSE;
+        node_block_id *ids = malloc(count ? count * sizeof *ids : 1);
+        if (ids == NULL) return TERN_ENOMEM;
+        for (uint32_t i = 0; i < count; i++)
+            memcpy(ids[i].bytes, r.p + (size_t)i * NODE_BLOCK_ID_BYTES, NODE_BLOCK_ID_BYTES);
+        uint64_t dropped = 0;
+        int rc = node_store_blocks_drop(sm->store, ids, count, &dropped);
+        free(ids);
+        return rc;
+    }
     case CMD_GEO_TRIM: {
         uint64_t upto = get_u64(&r);
         if (r.bad || r.p != r.end) return TERN_EPARSE;
@@ -477,8 +514,10 @@ void node_sm_set_region(node_sm *sm, const char *region, bool log_changes)
 }
 
 /* "raft/ver/<bucket>/<key>": the version of the key's latest change (a delete's too: the
- * tombstone that makes an older remote write lose). u64 hlc | u32 region | u8 deleted. */
-#define VERSION_RECORD_BYTES 13
+ * tombstone that makes an older remote write lose). u64 hlc | u32 region | u8 deleted | u8
+ * holders (the topology regions the origin sent the blocks to; 0 = unknown, every region).
+ * Records written before holders existed have 13 bytes and read as holders 0. */
+#define VERSION_RECORD_BYTES 14
 
 static void version_key(char *buf, size_t cap, const char *bucket, const char *key)
 {
@@ -486,7 +525,7 @@ static void version_key(char *buf, size_t cap, const char *bucket, const char *k
 }
 
 static void version_stamp(node_sm *sm, const char *bucket, const char *key, uint64_t hlc,
-                          uint32_t region, bool deleted, bool always)
+                          uint32_t region, bool deleted, uint32_t holders, bool always)
 {
     char k[NODE__STAMP_KEY_MAX + 1];
     version_key(k, sizeof k, bucket, key);
@@ -494,11 +533,12 @@ static void version_stamp(node_sm *sm, const char *bucket, const char *key, uint
     tern_le_put_u64(v, hlc);
     tern_le_put_u32(v + 8, region);
     v[12] = deleted;
+    v[13] = (uint8_t)holders;
     node_store_apply_stamp_meta(sm->store, k, v, sizeof v, always);
 }
 
-int node_sm_version_get(node_sm *sm, const char *bucket, const char *key, uint64_t *hlc,
-                        uint32_t *region, bool *deleted)
+static int version_read(node_store *s, const char *bucket, const char *key, uint64_t *hlc,
+                        uint32_t *region, bool *deleted, uint32_t *holders)
 {
     char k[NODE__STAMP_KEY_MAX + 1];
     version_key(k, sizeof k, bucket, key);
@@ -507,13 +547,32 @@ int node_sm_version_get(node_sm *sm, const char *bucket, const char *key, uint64
     *hlc = 0;
     *region = 0;
     *deleted = false;
-    int rc = node_store_raft_meta_get(sm->store, k, v, sizeof v, &n);
+    *holders = 0;
+    int rc = node_store_raft_meta_get(s, k, v, sizeof v, &n);
     if (rc != 0) return rc;
-    if (n != sizeof v) return TERN_ECORRUPT;
+    if (n != sizeof v && n != sizeof v - 1) return TERN_ECORRUPT;
     *hlc = tern_le_get_u64(v);
     *region = tern_le_get_u32(v + 8);
     *deleted = v[12] != 0;
+    if (n == sizeof v) *holders = v[13];
     return 0;
+}
+
+int node_sm_version_get(node_sm *sm, const char *bucket, const char *key, uint64_t *hlc,
+                        uint32_t *region, bool *deleted)
+{
+    uint32_t holders;
+    return version_read(sm->store, bucket, key, hlc, region, deleted, &holders);
+}
+
+int node_object_placement_get(node_store *s, const char *bucket, const char *key,
+                              uint32_t *origin_region_id, uint32_t *holders)
+{
+    uint64_t hlc;
+    bool deleted;
+    int rc = version_read(s, bucket, key, &hlc, origin_region_id, &deleted, holders);
+    if (rc == 0 && deleted) rc = TERN_ENOTFOUND;
+    return rc;
 }
 
 /* Skips a string field. */
@@ -607,7 +666,7 @@ static void geo_record(node_sm *sm, const uint8_t *cmd, size_t len, node__buf *b
     }
     /* The key's version rides with the change, so a remote change older than it loses. */
     if (object)
-        version_stamp(sm, n.bucket, n.key, hlc, sm->region_id, type == CMD_OBJECT_DELETE, false);
+        version_stamp(sm, n.bucket, n.key, hlc, sm->region_id, type == CMD_OBJECT_DELETE, 0, false);
 }
 
 int node_sm_encode_geo_trim(uint64_t upto, uint8_t **out, size_t *len)
@@ -619,13 +678,16 @@ int node_sm_encode_geo_trim(uint64_t upto, uint8_t **out, size_t *len)
 }
 
 int node_sm_encode_geo_apply(uint32_t origin_region, uint64_t origin_index, uint64_t hlc,
-                             const uint8_t *change, size_t change_len, uint8_t **out, size_t *len)
+                             uint32_t holders, bool local_holder, const uint8_t *change,
+                             size_t change_len, uint8_t **out, size_t *len)
 {
     node__buf b;
-    begin(&b, CMD_GEO_APPLY);
+    begin(&b, CMD_GEO_APPLY_PLACED);
     node__buf_u32(&b, origin_region);
     node__buf_u64(&b, origin_index);
     node__buf_u64(&b, hlc);
+    node__buf_u8(&b, (uint8_t)holders);
+    node__buf_u8(&b, local_holder);
     node__buf_bytes(&b, change, change_len);
     return finish(&b, out, len);
 }
@@ -643,11 +705,13 @@ int node_sm_encode_geo_apply(uint32_t origin_region, uint64_t origin_index, uint
  * no errors here. A newer put whose blocks are not here yet is refused
  * (ECONFLICT) and records nothing: the sender ships the blocks and retries.
  */
-static int apply_geo(node_sm *sm, reader *r)
+static int apply_geo(node_sm *sm, reader *r, bool placed)
 {
     uint32_t origin = get_u32(r);
     uint64_t origin_index = get_u64(r);
     uint64_t hlc = get_u64(r);
+    uint32_t holders = placed ? get_u8(r) : 0;
+    bool local_holder = placed ? get_u8(r) != 0 : true;
     if (r->bad || r->end - r->p < 2 || r->p[0] != CMD_VERSION) return TERN_EPARSE;
     if (origin == sm->region_id) return TERN_EINVAL; /* our own change echoed back */
     const uint8_t *change = r->p;
@@ -685,8 +749,12 @@ static int apply_geo(node_sm *sm, reader *r)
             sm->hlc = clock;
             return 0;
         }
-        version_stamp(sm, nm.bucket, nm.key, hlc, origin, !put, !put);
+        version_stamp(sm, nm.bucket, nm.key, hlc, origin, !put, put ? holders : 0, !put);
+        /* A put whose blocks placement sent elsewhere commits its manifest with references
+         * to blocks this region does not store: reads fetch them from a holder. */
+        sm->blocks_elsewhere = put && !local_holder;
         rc = apply_cmd(sm, change, change_len);
+        sm->blocks_elsewhere = false;
         if (!put && rc == TERN_ENOTFOUND) rc = 0;
     } else if (type == CMD_BUCKET_CREATE || type == CMD_BUCKET_DELETE ||
                type == CMD_BUCKET_POLICY) {

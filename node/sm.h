@@ -28,6 +28,12 @@
  *  13 BUCKET_POLICY  name, policy record (the rest; store_codec format)
  *  14 GEO_APPLY      u32 origin region, u64 origin index, u64 hlc, a plain change command
  *  15 GEO_TRIM       u64 upto (drop the geo log through it: every peer has applied it)
+ *  16 GEO_APPLY_PLACED  u32 origin region, u64 origin index, u64 hlc, u8 holders (topology
+ *                    region mask the origin shipped the blocks to; 0 = every region), u8
+ *                    whether this region is one of them, a plain change command. GEO_APPLY
+ *                    (14) is the same with every region a holder.
+ *  17 BLOCKS_DROP    u32 count, ids[32] (delete the bytes, keep the references: this
+ *                    region's replica goes, reads fetch the blocks from another region)
  * The _WITH_BLOCK forms carry an object's last (often only) block with its manifest, so a
  * small PUT is one log entry and one commit instead of two in sequence.
  * A command carries every value its apply needs (upload ids, times): apply
@@ -68,7 +74,8 @@ uint32_t node_sm_region_id(const char *region);
 int node_sm_encode_geo_trim(uint64_t upto, uint8_t **out, size_t *len);
 /* A change another region originated, to commit through this region's group (GEO_APPLY). */
 int node_sm_encode_geo_apply(uint32_t origin_region, uint64_t origin_index, uint64_t hlc,
-                             const uint8_t *change, size_t change_len, uint8_t **out, size_t *len);
+                             uint32_t holders, bool local_holder, const uint8_t *change,
+                             size_t change_len, uint8_t **out, size_t *len);
 /* The version of the key's latest change, a delete's included: TERN_ENOTFOUND if it has none. */
 int node_sm_version_get(node_sm *sm, const char *bucket, const char *key, uint64_t *hlc,
                         uint32_t *region, bool *deleted);
@@ -113,6 +120,7 @@ int node_sm_encode_part_put_with_block(const char *bucket, const char *key, cons
                                        size_t *len);
 int node_sm_encode_blocks_collect(const node_block_id *ids, size_t count, uint8_t **out,
                                   size_t *len);
+int node_sm_encode_blocks_drop(const node_block_id *ids, size_t count, uint8_t **out, size_t *len);
 
 /* Applies one command directly (tests; the group uses the callbacks). */
 int node_sm_apply(node_sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, const void *cmd,

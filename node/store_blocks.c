@@ -247,12 +247,11 @@ void node_block_hash(const void *data, size_t len, node_block_id *out)
     (void)ok;
 }
 
-/* True if the block already has a stored copy worth keeping. */
+/* True if the block already has a stored copy worth keeping. (A reference does not say so:
+ * in a geo deployment a manifest may name blocks only other regions hold.) */
 static int block_present(node_store *s, const node_block_id *id, bool *present)
 {
-    int rc = node__exists(s, NODE__CF_BLOCKREFS, id->bytes, NODE_BLOCK_ID_BYTES, present);
-    if (rc != 0 || *present) return rc;
-    rc = node__exists(s, NODE__CF_BLOCKS, id->bytes, NODE_BLOCK_ID_BYTES, present);
+    int rc = node__exists(s, NODE__CF_BLOCKS, id->bytes, NODE_BLOCK_ID_BYTES, present);
     if (rc == TERN_ECORRUPT) {
         /* An unreadable unreferenced copy: overwriting it with good data repairs it. */
         *present = false;

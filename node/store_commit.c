@@ -110,6 +110,7 @@ static int refs_load(node__commit *c)
 static int refs_check_present(node__commit *c)
 {
     node_store *s = c->s;
+    if (c->blocks_elsewhere) return 0;
     for (size_t i = 0; i < c->ref_count; i++) {
         node__ref_delta *r = &c->refs[i];
         if (r->delta <= 0 || r->old_count > 0) continue;

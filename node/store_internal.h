@@ -223,6 +223,7 @@ typedef struct {
     size_t ref_cap;
     node__counters counters; /* working copy, installed on success */
     bool failed_alloc;
+    bool blocks_elsewhere; /* new references may name blocks another region holds */
 } node__commit;
 
 #define NODE__STAMP_EXTRAS_MAX 4

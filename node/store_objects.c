@@ -253,6 +253,12 @@ int node__object_replace(node__commit *c, const char *bucket, const char *key,
 int node_store_object_put(node_store *s, const char *bucket, const char *key,
                           const node_manifest *m)
 {
+    return node_store_object_put_placed(s, bucket, key, m, false);
+}
+
+int node_store_object_put_placed(node_store *s, const char *bucket, const char *key,
+                                 const node_manifest *m, bool blocks_elsewhere)
+{
     if (!node__valid_bucket(bucket) || !node__valid_key(key) ||
         node__manifest_validate(m, true) != 0) {
         node__errmsg_set("object put: invalid bucket, key or manifest");
@@ -269,6 +275,7 @@ int node_store_object_put(node_store *s, const char *bucket, const char *key,
         node__errmsg_set("bucket %s does not exist", bucket);
         rc = TERN_ENOTFOUND;
     }
+    c.blocks_elsewhere = blocks_elsewhere;
     if (rc == 0) rc = node__object_replace(&c, bucket, key, m, &rec);
     if (rc == 0) rc = node__commit_finish(&c, "object put");
     node__commit_end(&c);

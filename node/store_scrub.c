@@ -284,3 +284,37 @@ int node_store_blocks_collect(node_store *s, const node_block_id *ids, size_t co
     *deleted = collect_ids(s, ids, count, true);
     return 0;
 }
+
+int node_store_blocks_drop(node_store *s, const node_block_id *ids, size_t count, uint64_t *dropped)
+{
+    *dropped = 0;
+    int rc = node__check_writable(s);
+    if (rc != 0 || count == 0) return rc;
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    pthread_mutex_lock(&s->commit_mu);
+    pthread_mutex_lock(&s->pin_mu);
+    for (size_t i = 0; i < count; i++) {
+        uint64_t refs;
+        /* Only a block no other object shares: the others may still want it here. */
+        if (refcount_get(s, &ids[i], &refs) != 0 || refs != 1) continue;
+        bool exists = false;
+        if (node__exists(s, NODE__CF_BLOCKS, ids[i].bytes, NODE_BLOCK_ID_BYTES, &exists) != 0 ||
+            !exists)
+            continue;
+        char qkey[11 + 2 * NODE_BLOCK_ID_BYTES + 1];
+        node__quarantine_key(&ids[i], qkey);
+        rocksdb_writebatch_delete_cf(b, s->cf[NODE__CF_BLOCKS], (const char *)ids[i].bytes,
+                                     NODE_BLOCK_ID_BYTES);
+        rocksdb_writebatch_delete_cf(b, s->cf[NODE__CF_META], qkey, sizeof qkey - 1);
+        (*dropped)++;
+    }
+    /* Not synced: the Raft log is the durable record of the drop. */
+    if (*dropped > 0) rc = node__write(s, b, false, "blocks drop");
+    pthread_mutex_unlock(&s->pin_mu);
+    pthread_mutex_unlock(&s->commit_mu);
+    rocksdb_writebatch_destroy(b);
+    if (rc != 0) *dropped = 0;
+    for (size_t i = 0; rc == 0 && i < count; i++)
+        node__quarantine_forget(s, &ids[i]);
+    return rc;
+}

@@ -58,11 +58,16 @@ def test_changes_reach_the_other_region(regions):
     # Once every peer has applied it, the origin trims its geo log.
     ternlib.wait_until(lambda: "log trimmed through" in regions["us-east"].log_text(), 30,
                        what="us-east to trim its geo log")
-    # Egress is accounted as replication, from the origin's point of view.
+    # Egress: with min_regions 1 and no reads yet, placement kept the bytes in us-east, so what
+    # us-east replicated was metadata; eu-west's read fetched the bytes (a remote read).
     node = regions["us-east"]
     signer = ternlib.Signer(node.hostport, node.access_key, node.secret_key)
     doc = json.loads(signer.request("GET", "/_tern/egress").body)
-    assert doc["by_cause"]["replication"]["bytes"] >= len(data), doc
+    assert 0 < doc["by_cause"]["replication"]["bytes"] < len(data), doc
+    eu = regions["eu-west"]
+    eu_doc = json.loads(ternlib.Signer(eu.hostport, eu.access_key, eu.secret_key)
+                        .request("GET", "/_tern/egress").body)
+    assert eu_doc["by_cause"]["remote_read"]["bytes"] >= len(data), eu_doc
     # Next to it, what full replication would have cost for the same client writes.
     full = doc["full_replication"]
     assert full["writes"] == 1 and full["written_bytes"] == len(data), full  # the big PUT

@@ -380,7 +380,8 @@ static int deliver_one(void *ctx, uint64_t index, const void *rec, size_t len)
     assert_int_equal(region, d->origin);
     uint8_t *c;
     size_t n;
-    assert_int_equal(node_sm_encode_geo_apply(region, index, hlc, change, change_len, &c, &n), 0);
+    assert_int_equal(
+        node_sm_encode_geo_apply(region, index, hlc, 0, true, change, change_len, &c, &n), 0);
     assert_int_equal(apply(&d->to->x, 0, 0, c, n), 0);
     d->last = index;
     d->applied++;
@@ -519,8 +520,8 @@ static int deliver(region_fix *to, const grabbed *gr)
     assert_int_equal(node_sm_geo_decode(gr->rec, gr->len, &hlc, &region, &change, &change_len), 0);
     uint8_t *c;
     size_t n;
-    assert_int_equal(node_sm_encode_geo_apply(region, gr->index, hlc, change, change_len, &c, &n),
-                     0);
+    assert_int_equal(
+        node_sm_encode_geo_apply(region, gr->index, hlc, 0, true, change, change_len, &c, &n), 0);
     return apply(&to->x, 0, 0, c, n);
 }
 
