@@ -3,7 +3,7 @@ BUILD ?= build
 GENERATOR ?= Ninja
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run run-cluster run-regions test unit integration deps-bench bench bench-raft bench-placement fuzz format clean
+.PHONY: all deps configure build run run-regions run-single run-cluster demo test unit integration deps-bench bench bench-raft bench-placement fuzz format clean
 
 all: build
 
@@ -18,18 +18,26 @@ configure: $(BUILD)/build.ninja
 build: deps configure
 	cmake --build $(BUILD)
 
-# One node with the embedded default: data under ./data, S3 on 127.0.0.1:9000.
+# Three regions on loopback until Ctrl-C: us-east, eu-west, ap-southeast (S3 on 127.0.0.1:9101,
+# 9201, 9301), one node each (NODES=3 for three per region), replicating to each other; data and
+# logs under ./data; see scripts/run-regions.sh.
 run: build
-	./$(BUILD)/ternd --data-dir ./data --s3-listen 127.0.0.1:9000
+	bash scripts/run-regions.sh $(BUILD) ./data
+
+run-regions: run
+
+# One node with the embedded default: data under ./data-single, S3 on 127.0.0.1:9000.
+run-single: build
+	./$(BUILD)/ternd --data-dir ./data-single --s3-listen 127.0.0.1:9000
 
 # A 3-node region on loopback (NODES=5 for more) with a throwaway CA; see scripts/run-cluster.sh.
 run-cluster: build
 	bash scripts/run-cluster.sh $(BUILD) ./data-cluster
 
-# Three regions on loopback (us-east, eu-west, ap-southeast; NODES=3 for three nodes each),
-# replicating to each other; see scripts/run-regions.sh.
-run-regions: build
-	bash scripts/run-regions.sh $(BUILD) ./data-regions
+# A geo-skewed workload against the cluster `make run` started (in another terminal): builds and
+# starts nothing. DEMO_FLAGS passes options (e.g. DEMO_FLAGS="--ops 500 --seconds 60"; --help).
+demo:
+	/usr/bin/python3 scripts/demo.py $(DEMO_FLAGS)
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j2
