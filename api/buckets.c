@@ -93,11 +93,45 @@ static void list_buckets_work(bucket_job *j)
 
 /* ---- Create / Head / Delete / Location ---- */
 
+/* The topology's policy for a new bucket (its own entry, else "*"), as a bucket policy; false
+ * when it is the built-in default (nothing to set). */
+static bool topology_policy(const node_topology *t, const char *bucket, node_bucket_policy *out)
+{
+    size_t i = node_topology_bucket_policy(t, bucket);
+    const plc_bucket_policy *p = &t->policies[i];
+    uint32_t rto = t->rto_seconds ? t->rto_seconds[i] : 0;
+    if (p->min_regions <= 1 && p->allowed == 0 && p->pinned == 0 && p->rpo_seconds == 0 &&
+        rto == 0)
+        return false;
+    node_bucket_policy_default(out);
+    out->min_regions = p->min_regions ? p->min_regions : 1;
+    out->rpo_seconds = p->rpo_seconds;
+    out->rto_seconds = rto;
+    for (uint32_t r = 0; r < t->prices.region_count && r < NODE_POLICY_REGIONS_MAX; r++) {
+        if (p->allowed & (1u << r))
+            snprintf(out->allowed[out->allowed_count++], sizeof out->allowed[0], "%s",
+                     t->prices.names[r]);
+        if (p->pinned & (1u << r))
+            snprintf(out->pinned[out->pinned_count++], sizeof out->pinned[0], "%s",
+                     t->prices.names[r]);
+    }
+    return true;
+}
+
 static void create_bucket_work(bucket_job *j)
 {
     api__req *r = j->r;
     j->rc = node_cmd_bucket_create(r->server->group, r->bucket, r->server->config->region,
                                    tern_now_ms());
+    /* A new bucket starts with the deployment's default policy from the topology, set as its
+     * own so every region enforces the same one (and a later topology edit does not move it). */
+    node_bucket_policy p;
+    if (j->rc == 0 && r->server->topology && topology_policy(r->server->topology, r->bucket, &p)) {
+        int rc = node_cmd_bucket_policy_set(r->server->group, r->bucket, &p);
+        if (rc != 0)
+            node_log(NODE_LOG_WARN, "s3", "bucket %s: setting the topology's policy failed: %s",
+                     r->bucket, tern_strerror(rc));
+    }
     if (j->rc == TERN_EEXIST) {
         j->s3_code = "BucketAlreadyOwnedByYou";
         j->message = "Your previous request to create the named bucket succeeded and you "
