@@ -133,6 +133,9 @@ static const opt_desc option_table[] = {
     {"placement-half-life-s", "SECONDS", NULL, "TERN_PLACEMENT_HALF_LIFE_S",
      "placement_half_life_s", KIND_U64, FIELD(placement_half_life_s), 1, 365ull * 86400, "86400",
      "how fast the placement engine forgets demand (its half-life); tests use seconds"},
+    {"placement-time-scale", "N", NULL, "TERN_PLACEMENT_TIME_SCALE", "placement_time_scale",
+     KIND_U64, FIELD(placement_time_scale), 1, 1000000, "1",
+     "the placement engine's clock runs N times faster (benchmarks replaying a long trace)"},
     {"gc-grace-ms", "MS", NULL, "TERN_GC_GRACE_MS", "gc_grace_ms", KIND_U64, FIELD(gc_grace_ms), 0,
      UINT64_MAX, "3600000",
      "an unreferenced block is collected only after staying so this long (longer than any upload)"},
@@ -465,6 +468,7 @@ static int set_defaults(load_ctx *ctx)
     cfg->leader_wait_ms = 5000;
     cfg->gc_grace_ms = 3600000;
     cfg->placement_half_life_s = 86400;
+    cfg->placement_time_scale = 1;
     cfg->snapshot_threshold_bytes = 256ull << 20;
     cfg->snapshot_threshold_entries = 100000;
     cfg->data_dir = strdup("./data");

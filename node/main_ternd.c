@@ -332,7 +332,8 @@ static int start(ternd *d)
         uint64_t seed;
         RAND_bytes((unsigned char *)&seed, sizeof seed);
         if (node_placement_new(&d->topology.prices, (uint32_t)region, d->store, seed,
-                               (double)d->cfg.placement_half_life_s / 3600.0, &d->placement, errmsg,
+                               (double)d->cfg.placement_half_life_s / 3600.0,
+                               (uint32_t)d->cfg.placement_time_scale, &d->placement, errmsg,
                                sizeof errmsg) != 0) {
             fprintf(stderr, "ternd: %s\n", errmsg);
             return 1;

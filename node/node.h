@@ -484,6 +484,7 @@ typedef struct {
     uint64_t scrub_bytes_per_second;    /* --scrub-rate BYTES/s, default 8 MiB/s; 0 disables */
     uint64_t geo_ship_bytes_per_second; /* --geo-ship-rate BYTES/s per peer region; 0: none */
     uint64_t placement_half_life_s;     /* --placement-half-life-s: demand forgetting; 1 day */
+    uint64_t placement_time_scale;      /* --placement-time-scale: engine clock speed-up; 1 */
     uint64_t block_cache_bytes;         /* --block-cache BYTES, default 64 MiB */
     uint64_t disk_reserve_bytes;        /* --disk-reserve BYTES, default 256 MiB */
     uint32_t io_threads;                /* --io-threads N (UV_THREADPOOL_SIZE), default 8 */
@@ -713,8 +714,8 @@ typedef struct node_placement node_placement;
 
 /* Bucket policies are read from store (cached bucket records). TERN_EINVAL, TERN_ENOMEM. */
 int node_placement_new(const plc_topology *t, uint32_t local_region, node_store *store,
-                       uint64_t seed, double half_life_hours, node_placement **out, char *errmsg,
-                       size_t errmsg_len);
+                       uint64_t seed, double half_life_hours, uint32_t time_scale,
+                       node_placement **out, char *errmsg, size_t errmsg_len);
 void node_placement_free(node_placement *p); /* safe with NULL */
 /* One access served here (PUT of the new size, GET of the bytes read, DELETE). NULL p: no-op. */
 void node_placement_observe(node_placement *p, const char *bucket, const char *key, plc_op op,

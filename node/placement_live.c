@@ -37,6 +37,10 @@ struct node_placement {
     plc_engine *engine;
     node_store *store;
     plc_topology topology;
+    /* The engine's clock runs time_scale times faster than the wall clock from base_ms (1 in
+     * production; a benchmark replaying a days-long trace in minutes makes it match). */
+    int64_t base_ms;
+    uint32_t time_scale;
     uint32_t local_region;
     bucket_entry *buckets; /* open addressing by name hash */
     /* Objects whose target set lost this region since the replicator last asked. */
@@ -49,6 +53,11 @@ struct node_placement {
     size_t copy_count, copy_cursor;
 };
 
+static int64_t engine_ms(const node_placement *p, int64_t now_ms)
+{
+    return p->base_ms + (now_ms - p->base_ms) * (int64_t)p->time_scale;
+}
+
 static uint64_t name_hash(const char *s)
 {
     uint64_t h = 1469598103934665603ull;
@@ -58,8 +67,8 @@ static uint64_t name_hash(const char *s)
 }
 
 int node_placement_new(const plc_topology *t, uint32_t local_region, node_store *store,
-                       uint64_t seed, double half_life_hours, node_placement **out, char *errmsg,
-                       size_t errmsg_len)
+                       uint64_t seed, double half_life_hours, uint32_t time_scale,
+                       node_placement **out, char *errmsg, size_t errmsg_len)
 {
     *out = NULL;
     if (local_region >= t->region_count) {
@@ -86,6 +95,8 @@ int node_placement_new(const plc_topology *t, uint32_t local_region, node_store 
     pthread_mutex_init(&p->mu, NULL);
     p->store = store;
     p->topology = *t;
+    p->base_ms = tern_now_ms();
+    p->time_scale = time_scale ? time_scale : 1;
     p->local_region = local_region;
     *out = p;
     return 0;
@@ -159,6 +170,7 @@ void node_placement_observe(node_placement *p, const char *bucket, const char *k
                             uint64_t bytes, int64_t now_ms)
 {
     if (p == NULL) return;
+    now_ms = engine_ms(p, now_ms);
     plc_event ev = {now_ms, p->local_region, op, bucket, key, bytes};
     plc_decision d;
     pthread_mutex_lock(&p->mu);
@@ -174,6 +186,7 @@ plc_mask node_placement_observe_read(node_placement *p, const char *bucket, cons
                                      int64_t now_ms)
 {
     if (p == NULL) return 0;
+    now_ms = engine_ms(p, now_ms);
     plc_decision d = {0};
     pthread_mutex_lock(&p->mu);
     refresh_policy(p, bucket, now_ms);
@@ -196,6 +209,7 @@ void node_placement_observe_remote(node_placement *p, uint32_t region, const cha
                                    const char *key, uint64_t bytes, int64_t now_ms)
 {
     if (p == NULL || region >= p->topology.region_count) return;
+    now_ms = engine_ms(p, now_ms);
     plc_event ev = {now_ms, region, PLC_GET, bucket, key, bytes};
     plc_decision d;
     pthread_mutex_lock(&p->mu);
@@ -207,6 +221,7 @@ void node_placement_observe_remote(node_placement *p, uint32_t region, const cha
 plc_mask node_placement_put_target(node_placement *p, const char *bucket, const char *key,
                                    uint64_t bytes, int64_t now_ms)
 {
+    now_ms = engine_ms(p, now_ms);
     plc_mask local = 1u << p->local_region, all = (1u << p->topology.region_count) - 1;
     plc_mask target = 0;
     pthread_mutex_lock(&p->mu);
@@ -278,6 +293,7 @@ static void tick_changed(void *arg, const char *bucket, const char *key, plc_mas
 
 size_t node_placement_tick(node_placement *p, int64_t now_ms, size_t max_objects)
 {
+    now_ms = engine_ms(p, now_ms);
     pthread_mutex_lock(&p->mu);
     tick_ctx t = {p, 0};
     size_t n = plc_engine_tick(p->engine, now_ms, max_objects, tick_changed, &t);
@@ -305,6 +321,7 @@ void node_placement_note_copy(node_placement *p, const char *bucket, const char 
 size_t node_placement_drops_take(node_placement *p, node_placement_drop *out, size_t max,
                                  int64_t now_ms)
 {
+    now_ms = engine_ms(p, now_ms);
     pthread_mutex_lock(&p->mu);
     size_t n = TERN_MIN(max, p->drop_count);
     memcpy(out, p->drops + (p->drop_count - n), n * sizeof *out);
@@ -363,6 +380,7 @@ static int dump(json_t *doc, char **out, size_t *len)
 int node_placement_explain_json(node_placement *p, const char *bucket, const char *key,
                                 int64_t now_ms, char **out, size_t *len)
 {
+    now_ms = engine_ms(p, now_ms);
     plc_explanation x;
     pthread_mutex_lock(&p->mu);
     int rc = plc_engine_explain(p->engine, bucket, key, now_ms, &x);
