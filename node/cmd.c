@@ -70,7 +70,7 @@ int node_cmd_object_delete(node_group *g, const char *bucket, const char *key)
 {
     uint8_t *c = NULL;
     size_t n = 0;
-    int rc = node_sm_encode_object_delete(bucket, key, &c, &n);
+    int rc = node_sm_encode_object_delete_at(bucket, key, tern_now_ms(), &c, &n);
     return call(g, rc, c, n);
 }
 

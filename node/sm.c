@@ -25,6 +25,7 @@ enum {
     CMD_GEO_TRIM,
     CMD_GEO_APPLY_PLACED,
     CMD_BLOCKS_DROP,
+    CMD_OBJECT_DELETE_AT,
 };
 
 /* Session record: u8 version | u64 max_seq | u64 window | i8 results[64]. */
@@ -185,6 +186,16 @@ int node_sm_encode_object_delete(const char *bucket, const char *key, uint8_t **
     node__buf b;
     begin(&b, CMD_OBJECT_DELETE);
     put_object(&b, bucket, key);
+    return finish(&b, out, len);
+}
+
+int node_sm_encode_object_delete_at(const char *bucket, const char *key, int64_t time_ms,
+                                    uint8_t **out, size_t *len)
+{
+    node__buf b;
+    begin(&b, CMD_OBJECT_DELETE_AT);
+    put_object(&b, bucket, key);
+    node__buf_u64(&b, (uint64_t)time_ms);
     return finish(&b, out, len);
 }
 
@@ -372,8 +383,8 @@ static int apply_manifest_cmd(node_sm *sm, int type, reader *r, names *n)
     }
     const char *rest = (const char *)r->p;
     size_t rest_len = (size_t)(r->end - r->p);
-    if (type == CMD_OBJECT_DELETE) {
-        if (rest_len != 0) return TERN_EPARSE;
+    if (type == CMD_OBJECT_DELETE || type == CMD_OBJECT_DELETE_AT) {
+        if (rest_len != (type == CMD_OBJECT_DELETE_AT ? 8u : 0u)) return TERN_EPARSE;
         return node_store_object_delete(sm->store, n->bucket, n->key);
     }
     if (type == CMD_UPLOAD_ABORT) {
@@ -463,6 +474,7 @@ static int apply_cmd(node_sm *sm, const uint8_t *cmd, size_t len)
     case CMD_PART_PUT_WITH_BLOCK:
     case CMD_OBJECT_PUT:
     case CMD_OBJECT_DELETE:
+    case CMD_OBJECT_DELETE_AT:
     case CMD_UPLOAD_CREATE:
     case CMD_PART_PUT:
     case CMD_UPLOAD_COMPLETE:
@@ -558,6 +570,47 @@ static int version_read(node_store *s, const char *bucket, const char *key, uint
     return 0;
 }
 
+/* A bucket policy's version ("raft/bpol/<bucket>": u64 hlc | u32 region), so that policies set
+ * concurrently in two regions end the same in both (last writer wins, like objects). */
+static void policy_version_key(char *buf, size_t cap, const char *bucket)
+{
+    snprintf(buf, cap, "raft/bpol/%s", bucket);
+}
+
+/* Stamps the version of the BUCKET_POLICY command cmd (its bucket name is its first field). */
+static void policy_version_stamp(node_sm *sm, const uint8_t *cmd, size_t len, uint64_t hlc,
+                                 uint32_t region, bool always)
+{
+    reader r = {cmd + 2, cmd + len, false};
+    char bucket[NODE_BUCKET_NAME_MAX + 2];
+    get_str(&r, bucket, sizeof bucket);
+    if (r.bad) return;
+    char k[NODE__STAMP_KEY_MAX + 1];
+    policy_version_key(k, sizeof k, bucket);
+    uint8_t v[12];
+    tern_le_put_u64(v, hlc);
+    tern_le_put_u32(v + 8, region);
+    node_store_apply_stamp_meta(sm->store, k, v, sizeof v, always);
+}
+
+/* Whether a policy change (hlc, region) of bucket is newer than the one applied. */
+static int policy_newer(node_sm *sm, const char *bucket, uint64_t hlc, uint32_t region, bool *newer)
+{
+    char k[NODE__STAMP_KEY_MAX + 1];
+    policy_version_key(k, sizeof k, bucket);
+    uint8_t v[12];
+    size_t n = 0;
+    int rc = node_store_raft_meta_get(sm->store, k, v, sizeof v, &n);
+    if (rc == TERN_ENOTFOUND) {
+        *newer = true;
+        return 0;
+    }
+    if (rc != 0) return rc;
+    if (n != sizeof v) return TERN_ECORRUPT;
+    *newer = tern_version_cmp(hlc, region, tern_le_get_u64(v), tern_le_get_u32(v + 8)) > 0;
+    return 0;
+}
+
 int node_sm_version_get(node_sm *sm, const char *bucket, const char *key, uint64_t *hlc,
                         uint32_t *region, bool *deleted)
 {
@@ -607,6 +660,15 @@ static void geo_record(node_sm *sm, const uint8_t *cmd, size_t len, node__buf *b
     case CMD_BUCKET_DELETE:
     case CMD_OBJECT_DELETE:
     case CMD_BUCKET_POLICY:
+        break;
+    case CMD_OBJECT_DELETE_AT:
+        /* Shipped as a plain delete: its time is in the record's version. */
+        skip_str(&r);
+        skip_str(&r);
+        names_end = r.p;
+        time_ms = (int64_t)get_u64(&r);
+        manifest = cmd + len;
+        plain = CMD_OBJECT_DELETE;
         break;
     case CMD_OBJECT_PUT:
     case CMD_OBJECT_PUT_WITH_BLOCK:
@@ -666,7 +728,10 @@ static void geo_record(node_sm *sm, const uint8_t *cmd, size_t len, node__buf *b
     }
     /* The key's version rides with the change, so a remote change older than it loses. */
     if (object)
-        version_stamp(sm, n.bucket, n.key, hlc, sm->region_id, type == CMD_OBJECT_DELETE, 0, false);
+        version_stamp(sm, n.bucket, n.key, hlc, sm->region_id, plain == CMD_OBJECT_DELETE, 0,
+                      false);
+    else if (type == CMD_BUCKET_POLICY)
+        policy_version_stamp(sm, cmd, len, hlc, sm->region_id, false);
 }
 
 int node_sm_encode_geo_trim(uint64_t upto, uint8_t **out, size_t *len)
@@ -756,8 +821,22 @@ static int apply_geo(node_sm *sm, reader *r, bool placed)
         rc = apply_cmd(sm, change, change_len);
         sm->blocks_elsewhere = false;
         if (!put && rc == TERN_ENOTFOUND) rc = 0;
-    } else if (type == CMD_BUCKET_CREATE || type == CMD_BUCKET_DELETE ||
-               type == CMD_BUCKET_POLICY) {
+    } else if (type == CMD_BUCKET_POLICY) {
+        reader br = {change + 2, change + change_len, false};
+        char bucket[NODE_BUCKET_NAME_MAX + 2];
+        get_str(&br, bucket, sizeof bucket);
+        if (br.bad) return TERN_EPARSE;
+        bool newer;
+        if ((rc = policy_newer(sm, bucket, hlc, origin, &newer)) != 0) return rc;
+        node_store_apply_stamp_meta(sm->store, hw_key, le, 8, true);
+        if (!newer) {
+            sm->hlc = clock;
+            return 0; /* a policy set later elsewhere (or here) stands */
+        }
+        policy_version_stamp(sm, change, change_len, hlc, origin, true);
+        rc = apply_cmd(sm, change, change_len);
+        if (rc == TERN_ENOTFOUND) rc = 0;
+    } else if (type == CMD_BUCKET_CREATE || type == CMD_BUCKET_DELETE) {
         node_store_apply_stamp_meta(sm->store, hw_key, le, 8, true);
         rc = apply_cmd(sm, change, change_len);
         if (rc == TERN_EEXIST || rc == TERN_ENOTFOUND || rc == TERN_ENOTEMPTY) rc = 0;

@@ -34,6 +34,8 @@
  *                    (14) is the same with every region a holder.
  *  17 BLOCKS_DROP    u32 count, ids[32] (delete the bytes, keep the references: this
  *                    region's replica goes, reads fetch the blocks from another region)
+ *  18 OBJECT_DELETE_AT  bucket, key, i64 time_ms (the proposer's clock: the delete's version
+ *                    in the geo log is at least this time, as a put's is its mtime)
  * The _WITH_BLOCK forms carry an object's last (often only) block with its manifest, so a
  * small PUT is one log entry and one commit instead of two in sequence.
  * A command carries every value its apply needs (upload ids, times): apply
@@ -100,6 +102,8 @@ int node_sm_encode_block_put(const node_block_id *id, const void *data, size_t d
 int node_sm_encode_object_put(const char *bucket, const char *key, const node_manifest *m,
                               uint8_t **out, size_t *len);
 int node_sm_encode_object_delete(const char *bucket, const char *key, uint8_t **out, size_t *len);
+int node_sm_encode_object_delete_at(const char *bucket, const char *key, int64_t time_ms,
+                                    uint8_t **out, size_t *len);
 int node_sm_encode_upload_create(const char *bucket, const char *key, const char *upload_id,
                                  int64_t initiated_ms, const node_manifest *tmpl, uint8_t **out,
                                  size_t *len);

@@ -456,9 +456,23 @@ static void test_geo_regions_converge(void **state)
                 assert_int_equal(node_sm_encode_object_put("bkt", key, &m, &c, &n), 0);
                 assert_int_equal(apply(&g->x, 0, 0, c, n), 0);
             } else if (action < 8) {
-                assert_int_equal(node_sm_encode_object_delete("bkt", key, &c, &n), 0);
+                /* Deletes with their own time, and (as logs written before they had one) a
+                 * delete versioned by the region clock alone. */
+                if (action == 6)
+                    assert_int_equal(node_sm_encode_object_delete_at("bkt", key, t, &c, &n), 0);
+                else
+                    assert_int_equal(node_sm_encode_object_delete("bkt", key, &c, &n), 0);
                 int rc = apply(&g->x, 0, 0, c, n);
                 assert_true(rc == 0 || rc == TERN_ENOTFOUND);
+                /* Now and then the bucket's policy changes too, in either region. */
+                if ((s >> 5) % 3 == 0) {
+                    node_bucket_policy p;
+                    node_bucket_policy_default(&p);
+                    p.min_regions = 1 + (uint32_t)((s >> 7) % 3);
+                    p.rpo_seconds = (uint32_t)step;
+                    assert_int_equal(node_sm_encode_bucket_policy("bkt", &p, &c, &n), 0);
+                    assert_int_equal(apply(&g->x, 0, 0, c, n), 0);
+                }
             } else if (action == 8) {
                 a_after = ship(&a, &b, a_after, 1 + (s >> 8) % 5);
             } else {
@@ -473,6 +487,12 @@ static void test_geo_regions_converge(void **state)
         list_all(&a, &la);
         list_all(&b, &lb);
         assert_int_equal(la.count, lb.count);
+        /* The bucket's policy: the one set last wins in both. */
+        node_bucket ba, bb;
+        assert_int_equal(node_store_bucket_get(a.x.f.s, "bkt", &ba), 0);
+        assert_int_equal(node_store_bucket_get(b.x.f.s, "bkt", &bb), 0);
+        assert_int_equal(ba.policy.min_regions, bb.policy.min_regions);
+        assert_int_equal(ba.policy.rpo_seconds, bb.policy.rpo_seconds);
         for (size_t i = 0; i < la.count; i++) {
             assert_string_equal(la.keys[i], lb.keys[i]);
             assert_string_equal(la.etags[i], lb.etags[i]);
@@ -523,6 +543,49 @@ static int deliver(region_fix *to, const grabbed *gr)
     assert_int_equal(
         node_sm_encode_geo_apply(region, gr->index, hlc, 0, true, change, change_len, &c, &n), 0);
     return apply(&to->x, 0, 0, c, n);
+}
+
+/* A delete carries its own time: a region whose clock lagged (it wrote nothing for a while)
+ * deletes a key after another region wrote it, and the delete wins everywhere. A delete
+ * versioned by the lagging clock alone would lose to the earlier write. */
+static void test_geo_delete_carries_its_time(void **state)
+{
+    (void)state;
+    for (int with_time = 0; with_time < 2; with_time++) {
+        region_fix a, b;
+        region_open(&a, "us-east");
+        region_open(&b, "eu-west");
+        assert_int_equal(bucket_create(&a.x, "bkt"), 0);
+        assert_int_equal(bucket_create(&b.x, "bkt"), 0);
+        node_block_ref blk = block_cmd(&a.x, 7, 100);
+        block_cmd(&b.x, 7, 100);
+        node_manifest m = manifest_of(&blk, 1, "old-b");
+        m.last_modified_ms = 1700000000000; /* b's last write, long ago */
+        assert_int_equal(object_put(&b.x, 0, 0, "k", &m), 0);
+        m = manifest_of(&blk, 1, "from-a");
+        m.last_modified_ms = 1900000000000; /* a writes k at T1 */
+        assert_int_equal(object_put(&a.x, 0, 0, "k", &m), 0);
+        uint8_t *c;
+        size_t n;
+        /* b deletes k at T2 > T1, before a's write has reached it. */
+        if (with_time)
+            assert_int_equal(node_sm_encode_object_delete_at("bkt", "k", 1900000005000, &c, &n), 0);
+        else
+            assert_int_equal(node_sm_encode_object_delete("bkt", "k", &c, &n), 0);
+        assert_int_equal(apply(&b.x, 0, 0, c, n), 0);
+        ship(&a, &b, 0, 100);
+        ship(&b, &a, 0, 100);
+        node_manifest *got = NULL;
+        int rca = node_store_object_get(a.x.f.s, "bkt", "k", &got);
+        node_manifest_free(got);
+        got = NULL;
+        int rcb = node_store_object_get(b.x.f.s, "bkt", "k", &got);
+        node_manifest_free(got);
+        assert_int_equal(rca, rcb); /* converged either way */
+        assert_int_equal(rca, with_time ? TERN_ENOTFOUND : 0);
+        region_close(&a);
+        region_close(&b);
+    }
 }
 
 /* A put newer than the key's version whose blocks are not here is refused and records
@@ -855,6 +918,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_is_idempotent, setup_sm, teardown_sm),
         cmocka_unit_test_setup_teardown(test_malformed_commands_are_refused, setup_sm, teardown_sm),
         cmocka_unit_test_setup_teardown(test_multipart_through_commands, setup_sm, teardown_sm),
+        cmocka_unit_test(test_geo_delete_carries_its_time),
         cmocka_unit_test_setup_teardown(test_last_block_travels_with_its_manifest, setup_sm,
                                         teardown_sm),
         cmocka_unit_test_setup_teardown(test_orphans_are_reported_and_collected_by_command,
