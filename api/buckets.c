@@ -100,8 +100,7 @@ static bool topology_policy(const node_topology *t, const char *bucket, node_buc
     size_t i = node_topology_bucket_policy(t, bucket);
     const plc_bucket_policy *p = &t->policies[i];
     uint32_t rto = t->rto_seconds ? t->rto_seconds[i] : 0;
-    if (p->min_regions <= 1 && p->allowed == 0 && p->pinned == 0 && p->rpo_seconds == 0 &&
-        rto == 0)
+    if (p->min_regions <= 1 && p->allowed == 0 && p->pinned == 0 && p->rpo_seconds == 0 && rto == 0)
         return false;
     node_bucket_policy_default(out);
     out->min_regions = p->min_regions ? p->min_regions : 1;

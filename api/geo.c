@@ -24,6 +24,10 @@
  *   POST /_tern/geo/have           ids (32 bytes each): answers one byte
  *                                  per id, '1' stored here, '0' not (the
  *                                  shipper sends only the missing ones);
+ *   POST /_tern/geo/mark?origin=ID8&hlc=N  the origin had nothing more to send
+ *                                  before hlc (GEO_MARK: tombstones older than
+ *                                  every region's mark can be collected);
+ *   GET  /_tern/geo/status         {"tombstones": n kept here};
  *   GET|HEAD /_tern/geo/block?id=HEX&bucket=&key=&reader=REGION
  *                                  a block for another region's read
  *                                  (404 NoSuchBlock when not stored here);
@@ -111,26 +115,54 @@ static void apply_work(void *arg)
     }
 }
 
+static bool parse_origin(geo_job *j, uint32_t *out)
+{
+    const char *origin = api__req_param(j->r, "origin");
+    if (origin == NULL || strlen(origin) != 8 || strspn(origin, "0123456789abcdef") != 8) {
+        j->s3_code = "InvalidArgument";
+        snprintf(j->message, sizeof j->message, "origin must be 8 hex digits (a region id).");
+        return false;
+    }
+    *out = (uint32_t)strtoul(origin, NULL, 16);
+    return true;
+}
+
 static void received_work(void *arg)
 {
     geo_job *j = arg;
     api__req *r = j->r;
-    const char *origin = api__req_param(r, "origin");
-    if (origin == NULL || strlen(origin) != 8 || strspn(origin, "0123456789abcdef") != 8) {
+    uint32_t origin;
+    if (!parse_origin(j, &origin)) return;
+    if ((j->rc = node_group_read_barrier_wait(r->server->group)) != 0) return;
+    uint64_t bound;
+    j->rc = node_geo_received_get(r->server->store, origin, &j->index, &bound);
+}
+
+/* The origin was idle up to hlc: committed as a GEO_MARK (tombstones may then be collected). */
+static void mark_work(void *arg)
+{
+    geo_job *j = arg;
+    api__req *r = j->r;
+    uint32_t origin;
+    if (!parse_origin(j, &origin)) return;
+    const char *hlc = api__req_param(r, "hlc");
+    char *end = NULL;
+    unsigned long long v = hlc ? strtoull(hlc, &end, 10) : 0;
+    if (hlc == NULL || *hlc == '\0' || *end != '\0') {
         j->s3_code = "InvalidArgument";
-        snprintf(j->message, sizeof j->message, "origin must be 8 hex digits (a region id).");
+        snprintf(j->message, sizeof j->message, "hlc must be a decimal timestamp.");
         return;
     }
-    if ((j->rc = node_group_read_barrier_wait(r->server->group)) != 0) return;
-    char key[32];
-    snprintf(key, sizeof key, "raft/geo/in/%s", origin);
-    uint8_t le[8];
+    j->rc = node_cmd_geo_mark(r->server->group, origin, (uint64_t)v);
+}
+
+/* {"tombstones": N}: versions of deleted keys this region still keeps (for tests and ops). */
+static void status_work(void *arg)
+{
+    geo_job *j = arg;
     size_t n = 0;
-    int rc = node_store_raft_meta_get(r->server->store, key, le, sizeof le, &n);
-    if (rc == 0 && n == 8)
-        j->index = tern_le_get_u64(le);
-    else if (rc != TERN_ENOTFOUND)
-        j->rc = rc;
+    j->rc = node_geo_tombstone_count(j->r->server->store, &n);
+    j->index = n;
 }
 
 static bool parse_block_id(geo_job *j, node_block_id *id)
@@ -223,6 +255,11 @@ static void geo_done(api__req *r, void *arg)
             char text[96];
             if (r->op == API_OP_GEO_APPLY)
                 snprintf(text, sizeof text, "{\"applied\": %zu}\n", j->applied);
+            else if (r->op == API_OP_GEO_MARK)
+                snprintf(text, sizeof text, "{}\n");
+            else if (r->op == API_OP_GEO_STATUS)
+                snprintf(text, sizeof text, "{\"tombstones\": %llu}\n",
+                         (unsigned long long)j->index);
             else
                 snprintf(text, sizeof text, "{\"index\": %llu}\n", (unsigned long long)j->index);
             api__respond(r, 200, NULL, "application/json", text, strlen(text));
@@ -240,6 +277,8 @@ void api__geo_handle(api__req *r)
                         : r->op == API_OP_GEO_APPLY     ? apply_work
                         : r->op == API_OP_GEO_BLOCK_GET ? block_get_work
                         : r->op == API_OP_GEO_HAVE      ? have_work
+                        : r->op == API_OP_GEO_MARK      ? mark_work
+                        : r->op == API_OP_GEO_STATUS    ? status_work
                                                         : received_work;
     api__job_submit(r, work, geo_done, j);
 }

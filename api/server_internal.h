@@ -62,6 +62,8 @@
     X(GEO_RECEIVED, "GeoReceived")                                                                 \
     X(GEO_BLOCK_GET, "GeoBlockGet")                                                                \
     X(GEO_HAVE, "GeoHave")                                                                         \
+    X(GEO_MARK, "GeoMark")                                                                         \
+    X(GEO_STATUS, "GeoStatus")                                                                     \
     X(ADMIN_PLACEMENT_STATS, "AdminPlacementStats")                                                \
     X(ADMIN_POLICY_PUT, "AdminBucketPolicyPut")                                                    \
     X(ADMIN_POLICY_DELETE, "AdminBucketPolicyDelete")                                              \

@@ -149,3 +149,11 @@ int node_cmd_block_put_async(node_group *g, const node_block_id *id, const void 
     free(c);
     return rc;
 }
+
+int node_cmd_geo_mark(node_group *g, uint32_t origin_region, uint64_t hlc)
+{
+    uint8_t *c = NULL;
+    size_t n = 0;
+    int rc = node_sm_encode_geo_mark(origin_region, hlc, &c, &n);
+    return call(g, rc, c, n);
+}

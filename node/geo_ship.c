@@ -91,7 +91,8 @@ struct ship_peer {
     pthread_t thread;
     bool started;
     CURL *curl;
-    uint64_t acked; /* the highest index this peer is known to have applied (under ship->mu) */
+    uint64_t acked;  /* the highest index this peer is known to have applied (under ship->mu) */
+    uint64_t marked; /* the last idle mark the peer committed */
 };
 
 typedef struct {
@@ -383,16 +384,33 @@ static void note_acked(ship_peer *p, uint64_t index, bool idle)
     }
 }
 
+/* Tells a caught-up peer that every later change of this region is newer than hlc. */
+static void send_mark(ship_peer *p, uint64_t hlc)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/_tern/geo/mark?hlc=%llu&origin=%08x", (unsigned long long)hlc,
+             p->ship->local_id);
+    body b = {0};
+    if (request(p, "POST", path, NULL, 0, NULL, &b) == 200) p->marked = hlc;
+    free(b.data);
+}
+
 /* One round; returns how many records the peer applied, or -1 on a failure. */
 static int ship_round(ship_peer *p)
 {
     uint64_t cursor;
     if (!peer_received(p, &cursor)) return -1;
+    /* The clock before the log: a change the read below misses is newer than this. */
+    uint64_t clock = 0;
+    node_store_geo_hlc_get(p->ship->store, &clock);
     batch b = {0};
     int n = node_store_geolog_read(p->ship->store, cursor, BATCH, add_record, &b);
     if (n <= 0 || b.records.failed) {
         node__buf_free(&b.records);
-        if (n == 0) note_acked(p, cursor, true); /* caught up: what it has can go */
+        if (n == 0) {
+            note_acked(p, cursor, true); /* caught up: what it has can go */
+            if (clock > p->marked) send_mark(p, clock);
+        }
         return n < 0 || b.records.failed ? -1 : 0;
     }
     /* Blocks first, so the manifests that name them can apply. */
@@ -531,15 +549,62 @@ static void try_drop(node_geo_ship *s, const node_topology *t, const char *bucke
     free(ids);
 }
 
+/*
+ * Tombstones: a deleted key's version stays so that an older write of it arriving from some
+ * region loses. Once every peer region's bound (the newest change applied from it, or the
+ * clock it reported when it had nothing more to send) has passed a tombstone, no older write
+ * can come: the leader proposes its collection (GEO_GC, which keeps it if the key changed).
+ */
+#define GC_EVERY_MS  5000
+#define GC_SCAN_MAX  4096
+#define GC_BATCH_MAX 256
+
+static void gc_done(void *arg, int status)
+{
+    (void)arg;
+    if (status != 0 && status != TERN_ECLOSED)
+        node_log(NODE_LOG_WARN, "geo", "collecting tombstones failed: %s", tern_strerror(status));
+}
+
+static void collect_tombstones(node_geo_ship *s, char *cursor, size_t cursor_cap)
+{
+    uint64_t bound = UINT64_MAX;
+    for (size_t i = 0; i < s->peer_count; i++) {
+        uint64_t index, peer_bound;
+        uint32_t id = node_sm_region_id(s->peers[i].name);
+        if (node_geo_received_get(s->store, id, &index, &peer_bound) != 0) return;
+        if (peer_bound < bound) bound = peer_bound;
+    }
+    if (bound == 0 || bound == UINT64_MAX) return;
+    uint8_t *cmd = NULL;
+    size_t len = 0, found = 0;
+    int rc = node_sm_geo_gc_scan(s->store, bound, cursor, cursor_cap, GC_SCAN_MAX, GC_BATCH_MAX,
+                                 &cmd, &len, &found);
+    if (rc == 0 && found > 0) {
+        rc = node_group_submit(s->group, cmd, len, gc_done, NULL);
+        if (rc == 0)
+            node_log(NODE_LOG_INFO, "geo", "collecting %zu tombstone(s) every region has passed",
+                     found);
+    }
+    free(cmd);
+}
+
 static void *drop_main(void *arg)
 {
     node_geo_ship *s = arg;
     const node_topology *t = s->peer_count ? s->peers[0].topology : NULL;
     node_placement_drop *todo = calloc(DROP_BATCH, sizeof *todo);
+    char gc_cursor[NODE_BUCKET_NAME_MAX + NODE_KEY_BYTES_MAX + 32] = "";
+    int64_t gc_last_ms = 0;
     while (todo && t && !atomic_load(&s->stopping)) {
         nap(s, DROP_WAIT_MS);
         /* A follower drops nothing (only the leader proposes for the region): its list waits. */
         if (!atomic_load(&s->leader)) continue;
+        if (tern_now_ms() - gc_last_ms >= GC_EVERY_MS) {
+            gc_last_ms = tern_now_ms();
+            collect_tombstones(s, gc_cursor, sizeof gc_cursor);
+        }
+        if (s->placement == NULL || s->fetch == NULL) continue;
         size_t n = node_placement_drops_take(s->placement, todo, DROP_BATCH, tern_now_ms());
         for (size_t i = 0; i < n; i++)
             if (atomic_load(&s->stopping))
@@ -600,7 +665,7 @@ int node_geo_ship_start(const node_geo_ship_config *c, node_geo_ship **out, char
         }
         p->started = true;
     }
-    if (s->placement && s->fetch && s->group && s->peer_count > 0) {
+    if (s->group && s->peer_count > 0) {
         if (pthread_create(&s->drop_thread, NULL, drop_main, s) != 0) {
             node_geo_ship_free(s);
             return TERN_ENOMEM;

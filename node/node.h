@@ -394,6 +394,15 @@ void node_store_apply_stamp_meta(node_store *s, const char *key, const void *val
                                  bool always);
 /* Reads a replicated meta record into out (cap bytes): TERN_ENOTFOUND, TERN_ECORRUPT (longer). */
 int node_store_raft_meta_get(node_store *s, const char *key, void *out, size_t cap, size_t *len);
+/* Calls fn for each replicated meta record whose key starts with prefix, in key order, from
+ * the first key after `after` (NULL or "": from the start), at most max of them; stops early
+ * when fn returns non-zero. Returns the number visited or a negative error. */
+int node_store_raft_meta_scan(node_store *s, const char *prefix, const char *after, size_t max,
+                              int (*fn)(void *ctx, const char *key, size_t key_len,
+                                        const void *value, size_t value_len),
+                              void *ctx);
+/* Deletes a replicated meta record (apply of a command that collects it). */
+int node_store_raft_meta_delete(node_store *s, const char *key);
 /* A session record (malloc'd, caller frees) or TERN_ENOTFOUND. */
 int node_store_session_get(node_store *s, uint64_t client_id, char **rec, size_t *len);
 /* Flushes memtables and writes a self-contained RocksDB checkpoint into dir (must not exist). */
@@ -822,6 +831,8 @@ int node_geo_fetch_block(node_geo_fetch *f, const char *bucket, const char *key,
 int node_geo_fetch_have(node_geo_fetch *f, uint32_t region, const node_block_id *ids, size_t count,
                         bool *all);
 
+/* Another region had nothing to send before hlc (GEO_MARK). */
+int node_cmd_geo_mark(node_group *g, uint32_t origin_region, uint64_t hlc);
 /* A change another region originated, committed through the group (GEO_APPLY). */
 int node_cmd_geo_apply(node_group *g, uint32_t origin_region, uint64_t origin_index, uint64_t hlc,
                        uint32_t holders, bool local_holder, const uint8_t *change,

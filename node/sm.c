@@ -26,6 +26,8 @@ enum {
     CMD_GEO_APPLY_PLACED,
     CMD_BLOCKS_DROP,
     CMD_OBJECT_DELETE_AT,
+    CMD_GEO_MARK,
+    CMD_GEO_GC,
 };
 
 /* Session record: u8 version | u64 max_seq | u64 window | i8 results[64]. */
@@ -415,6 +417,8 @@ static int apply_manifest_cmd(node_sm *sm, int type, reader *r, names *n)
 
 /* Applies one command to the store; returns its result. */
 static int apply_geo(node_sm *sm, reader *r, bool placed);
+static int apply_geo_mark(node_sm *sm, reader *r);
+static int apply_geo_gc(node_sm *sm, reader *r);
 
 static int apply_cmd(node_sm *sm, const uint8_t *cmd, size_t len)
 {
@@ -439,6 +443,10 @@ static int apply_cmd(node_sm *sm, const uint8_t *cmd, size_t len)
         return apply_geo(sm, &r, false);
     case CMD_GEO_APPLY_PLACED:
         return apply_geo(sm, &r, true);
+    case CMD_GEO_MARK:
+        return apply_geo_mark(sm, &r);
+    case CMD_GEO_GC:
+        return apply_geo_gc(sm, &r);
     case CMD_BLOCKS_DROP: {
         uint32_t count = get_u32(&r);
         if (r.bad || (size_t)(r.end - r.p) != (size_t)count * NODE_BLOCK_ID_BYTES)
@@ -784,12 +792,15 @@ static int apply_geo(node_sm *sm, reader *r, bool placed)
     int type = change[1];
     char hw_key[32];
     snprintf(hw_key, sizeof hw_key, "raft/geo/in/%08x", origin);
-    uint8_t le[8];
+    /* u64 highest index applied | u64 bound: every later change of origin is newer. */
+    uint8_t le[16];
     size_t n = 0;
     int rc = node_store_raft_meta_get(sm->store, hw_key, le, sizeof le, &n);
     if (rc != 0 && rc != TERN_ENOTFOUND) return rc;
-    if (rc == 0 && n == 8 && origin_index <= tern_le_get_u64(le)) return 0; /* seen */
+    if (rc == 0 && n >= 8 && origin_index <= tern_le_get_u64(le)) return 0; /* seen */
+    uint64_t bound = rc == 0 && n == 16 ? tern_le_get_u64(le + 8) : 0;
     tern_le_put_u64(le, origin_index);
+    tern_le_put_u64(le + 8, hlc > bound ? hlc : bound);
     uint64_t clock = hlc > sm->hlc ? hlc : sm->hlc;
     uint8_t clock_le[8];
     tern_le_put_u64(clock_le, clock);
@@ -809,7 +820,7 @@ static int apply_geo(node_sm *sm, reader *r, bool placed)
         bool newer = tern_version_cmp(hlc, origin, cur_hlc, cur_region) > 0;
         bool put = type == CMD_OBJECT_PUT;
         /* A put records its index and version only with its commit; the rest in any case. */
-        node_store_apply_stamp_meta(sm->store, hw_key, le, 8, !(newer && put));
+        node_store_apply_stamp_meta(sm->store, hw_key, le, 16, !(newer && put));
         if (!newer) {
             sm->hlc = clock;
             return 0;
@@ -828,7 +839,7 @@ static int apply_geo(node_sm *sm, reader *r, bool placed)
         if (br.bad) return TERN_EPARSE;
         bool newer;
         if ((rc = policy_newer(sm, bucket, hlc, origin, &newer)) != 0) return rc;
-        node_store_apply_stamp_meta(sm->store, hw_key, le, 8, true);
+        node_store_apply_stamp_meta(sm->store, hw_key, le, 16, true);
         if (!newer) {
             sm->hlc = clock;
             return 0; /* a policy set later elsewhere (or here) stands */
@@ -837,7 +848,7 @@ static int apply_geo(node_sm *sm, reader *r, bool placed)
         rc = apply_cmd(sm, change, change_len);
         if (rc == TERN_ENOTFOUND) rc = 0;
     } else if (type == CMD_BUCKET_CREATE || type == CMD_BUCKET_DELETE) {
-        node_store_apply_stamp_meta(sm->store, hw_key, le, 8, true);
+        node_store_apply_stamp_meta(sm->store, hw_key, le, 16, true);
         rc = apply_cmd(sm, change, change_len);
         if (rc == TERN_EEXIST || rc == TERN_ENOTFOUND || rc == TERN_ENOTEMPTY) rc = 0;
     } else {
@@ -849,12 +860,140 @@ static int apply_geo(node_sm *sm, reader *r, bool placed)
 
 uint64_t node_sm_geo_received(node_sm *sm, uint32_t origin_region)
 {
+    uint64_t index = 0, bound = 0;
+    node_geo_received_get(sm->store, origin_region, &index, &bound);
+    return index;
+}
+
+int node_geo_received_get(node_store *s, uint32_t origin_region, uint64_t *index, uint64_t *bound)
+{
     char key[32];
     snprintf(key, sizeof key, "raft/geo/in/%08x", origin_region);
-    uint8_t le[8];
+    uint8_t le[16];
     size_t n = 0;
-    if (node_store_raft_meta_get(sm->store, key, le, sizeof le, &n) != 0 || n != 8) return 0;
-    return tern_le_get_u64(le);
+    *index = *bound = 0;
+    int rc = node_store_raft_meta_get(s, key, le, sizeof le, &n);
+    if (rc == TERN_ENOTFOUND) return 0;
+    if (rc != 0) return rc;
+    if (n != 8 && n != 16) return TERN_ECORRUPT;
+    *index = tern_le_get_u64(le);
+    if (n == 16) *bound = tern_le_get_u64(le + 8);
+    return 0;
+}
+
+/* GEO_MARK: origin promises every later change of its is newer than hlc (it was idle). */
+static int apply_geo_mark(node_sm *sm, reader *r)
+{
+    uint32_t origin = get_u32(r);
+    uint64_t hlc = get_u64(r);
+    if (r->bad || r->p != r->end) return TERN_EPARSE;
+    if (origin == sm->region_id) return TERN_EINVAL;
+    uint64_t index, bound;
+    int rc = node_geo_received_get(sm->store, origin, &index, &bound);
+    if (rc != 0) return rc;
+    if (hlc <= bound) return 0;
+    char key[32];
+    snprintf(key, sizeof key, "raft/geo/in/%08x", origin);
+    uint8_t le[16];
+    tern_le_put_u64(le, index);
+    tern_le_put_u64(le + 8, hlc);
+    node_store_apply_stamp_meta(sm->store, key, le, sizeof le, true);
+    return 0;
+}
+
+/* GEO_GC: u32 count, then per tombstone bucket, key, u64 hlc, u32 origin. Each goes only if
+ * the key's version is still that tombstone (a later put or delete replaced it otherwise). */
+static int apply_geo_gc(node_sm *sm, reader *r)
+{
+    uint32_t count = get_u32(r);
+    for (uint32_t i = 0; i < count && !r->bad; i++) {
+        names n;
+        get_str(r, n.bucket, sizeof n.bucket);
+        get_str(r, n.key, sizeof n.key);
+        uint64_t hlc = get_u64(r);
+        uint32_t origin = get_u32(r);
+        if (r->bad) break;
+        uint64_t cur_hlc;
+        uint32_t cur_origin, holders;
+        bool deleted;
+        int rc =
+            version_read(sm->store, n.bucket, n.key, &cur_hlc, &cur_origin, &deleted, &holders);
+        if (rc == TERN_ENOTFOUND) continue;
+        if (rc != 0) return rc;
+        if (!deleted || cur_hlc != hlc || cur_origin != origin) continue;
+        char k[NODE__STAMP_KEY_MAX + 1];
+        version_key(k, sizeof k, n.bucket, n.key);
+        if ((rc = node_store_raft_meta_delete(sm->store, k)) != 0) return rc;
+    }
+    if (r->bad || r->p != r->end) return TERN_EPARSE;
+    return 0;
+}
+
+int node_sm_encode_geo_mark(uint32_t origin_region, uint64_t hlc, uint8_t **out, size_t *len)
+{
+    node__buf b;
+    begin(&b, CMD_GEO_MARK);
+    node__buf_u32(&b, origin_region);
+    node__buf_u64(&b, hlc);
+    return finish(&b, out, len);
+}
+
+typedef struct {
+    uint64_t bound;
+    node__buf *cmd;
+    uint32_t count;
+    size_t max;
+    size_t prefix_len;
+    char last[NODE__STAMP_KEY_MAX + 1];
+} gc_scan;
+
+static int gc_visit(void *ctx, const char *key, size_t key_len, const void *value, size_t value_len)
+{
+    gc_scan *g = ctx;
+    const uint8_t *v = value;
+    if (key_len < sizeof g->last) {
+        memcpy(g->last, key, key_len);
+        g->last[key_len] = '\0';
+    }
+    if ((value_len != VERSION_RECORD_BYTES && value_len != VERSION_RECORD_BYTES - 1) || !v[12])
+        return 0;
+    uint64_t hlc = tern_le_get_u64(v);
+    if (hlc > g->bound) return 0;
+    /* "raft/ver/<bucket>/<key>": the bucket name has no '/'. */
+    const char *name = key + g->prefix_len, *end = key + key_len;
+    const char *slash = memchr(name, '/', (size_t)(end - name));
+    if (slash == NULL) return 0;
+    node__buf_u32(g->cmd, (uint32_t)(slash - name));
+    node__buf_bytes(g->cmd, name, (size_t)(slash - name));
+    node__buf_u32(g->cmd, (uint32_t)(end - slash - 1));
+    node__buf_bytes(g->cmd, slash + 1, (size_t)(end - slash - 1));
+    node__buf_u64(g->cmd, hlc);
+    node__buf_u32(g->cmd, tern_le_get_u32(v + 8));
+    return ++g->count >= g->max;
+}
+
+int node_sm_geo_gc_scan(node_store *s, uint64_t bound, char *cursor, size_t cursor_cap,
+                        size_t scan_max, size_t max, uint8_t **out, size_t *len, size_t *found)
+{
+    node__buf b;
+    begin(&b, CMD_GEO_GC);
+    size_t count_at = b.len;
+    node__buf_u32(&b, 0);
+    gc_scan g = {.bound = bound, .cmd = &b, .max = max, .prefix_len = strlen("raft/ver/")};
+    int n = node_store_raft_meta_scan(s, "raft/ver/", cursor, scan_max, gc_visit, &g);
+    if (n < 0) {
+        node__buf_free(&b);
+        return n;
+    }
+    /* Where the next scan starts: after the last key seen, or over again at the end. */
+    snprintf(cursor, cursor_cap, "%s", (size_t)n < scan_max && g.count < max ? "" : g.last);
+    *found = g.count;
+    if (b.failed) {
+        node__buf_free(&b);
+        return TERN_ENOMEM;
+    }
+    tern_le_put_u32(b.data + count_at, g.count);
+    return finish(&b, out, len);
 }
 
 int node_sm_geo_decode(const void *record, size_t len, uint64_t *hlc, uint32_t *region_id,
@@ -1062,4 +1201,23 @@ void node_sm_callbacks(node_sm *sm, node_group_sm *out)
     out->applied_index = cb_applied_index;
     out->snapshot_create = cb_snapshot_create;
     out->snapshot_install = cb_snapshot_install;
+}
+
+static int count_visit(void *ctx, const char *key, size_t key_len, const void *value,
+                       size_t value_len)
+{
+    (void)key;
+    (void)key_len;
+    size_t *n = ctx;
+    const uint8_t *v = value;
+    if ((value_len == VERSION_RECORD_BYTES || value_len == VERSION_RECORD_BYTES - 1) && v[12])
+        (*n)++;
+    return 0;
+}
+
+int node_geo_tombstone_count(node_store *s, size_t *count)
+{
+    *count = 0;
+    int rc = node_store_raft_meta_scan(s, "raft/ver/", NULL, SIZE_MAX, count_visit, count);
+    return rc < 0 ? rc : 0;
 }

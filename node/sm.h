@@ -34,6 +34,10 @@
  *                    (14) is the same with every region a holder.
  *  17 BLOCKS_DROP    u32 count, ids[32] (delete the bytes, keep the references: this
  *                    region's replica goes, reads fetch the blocks from another region)
+ *  19 GEO_MARK       u32 origin region, u64 hlc (origin was idle: every later change of it
+ *                    is newer than hlc)
+ *  20 GEO_GC         u32 count, then per tombstone bucket, key, u64 hlc, u32 origin region
+ *                    (collect the key's version record if it is still that tombstone)
  *  18 OBJECT_DELETE_AT  bucket, key, i64 time_ms (the proposer's clock: the delete's version
  *                    in the geo log is at least this time, as a put's is its mtime)
  * The _WITH_BLOCK forms carry an object's last (often only) block with its manifest, so a
@@ -84,6 +88,23 @@ int node_sm_version_get(node_sm *sm, const char *bucket, const char *key, uint64
 /* The highest index of origin_region's log this region has applied (0: none): where a shipper
  * resumes. */
 uint64_t node_sm_geo_received(node_sm *sm, uint32_t origin_region);
+/* How far this region has applied origin_region's log (*index) and the bound every later change
+ * of that region is newer than (*bound: the newest applied, or what the origin promised while
+ * idle). Zeros when nothing came yet. */
+int node_geo_received_get(node_store *s, uint32_t origin_region, uint64_t *index, uint64_t *bound);
+/* The number of tombstones (versions of deleted keys) this region keeps. */
+int node_geo_tombstone_count(node_store *s, size_t *count);
+int node_sm_encode_geo_mark(uint32_t origin_region, uint64_t hlc, uint8_t **out, size_t *len);
+/*
+ * Tombstones any region may still need are those newer than what some region has not yet
+ * passed: with bound = the smallest of the peers' bounds (node_geo_received_get), a tombstone
+ * with hlc <= bound can go (no peer can send an older write of its key any more). Scans at
+ * most scan_max version records from cursor (a key; "" = start; updated to where the next
+ * scan starts) and encodes a GEO_GC command of at most max of them into out (*found of them;
+ * 0: nothing to propose).
+ */
+int node_sm_geo_gc_scan(node_store *s, uint64_t bound, char *cursor, size_t cursor_cap,
+                        size_t scan_max, size_t max, uint8_t **out, size_t *len, size_t *found);
 /* Splits a geo log record: its version (hlc, origin region id) and the change as a command. */
 int node_sm_geo_decode(const void *record, size_t len, uint64_t *hlc, uint32_t *region_id,
                        const uint8_t **cmd, size_t *cmd_len);

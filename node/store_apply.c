@@ -122,6 +122,53 @@ int node_store_raft_meta_get(node_store *s, const char *key, void *out, size_t c
     return 0;
 }
 
+int node_store_raft_meta_scan(node_store *s, const char *prefix, const char *after, size_t max,
+                              int (*fn)(void *ctx, const char *key, size_t key_len,
+                                        const void *value, size_t value_len),
+                              void *ctx)
+{
+    size_t prefix_len = strlen(prefix);
+    const char *start = after && *after ? after : prefix;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[NODE__CF_META]);
+    int count = 0;
+    rocksdb_iter_seek(it, start, strlen(start));
+    if (after && *after && rocksdb_iter_valid(it)) {
+        size_t klen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (klen == strlen(after) && memcmp(k, after, klen) == 0) rocksdb_iter_next(it);
+    }
+    for (; rocksdb_iter_valid(it) && (size_t)count < max; rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (klen < prefix_len || memcmp(k, prefix, prefix_len) != 0) break;
+        const char *v = rocksdb_iter_value(it, &vlen);
+        count++;
+        if (fn(ctx, k, klen, v, vlen) != 0) break;
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (err != NULL) {
+        free(err);
+        return TERN_EIO;
+    }
+    return count;
+}
+
+int node_store_raft_meta_delete(node_store *s, const char *key)
+{
+    int rc = node__check_writable(s);
+    if (rc != 0) return rc;
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    rocksdb_writebatch_delete_cf(b, s->cf[NODE__CF_META], key, strlen(key));
+    /* Not synced: the Raft log is the durable record of the command that deletes it. */
+    rc = node__write(s, b, false, "replicated meta delete");
+    rocksdb_writebatch_destroy(b);
+    return rc;
+}
+
 void node_store_apply_stamp_geo(node_store *s, const void *record, size_t len, uint64_t hlc)
 {
     node__apply_stamp *st = node__stamp;

@@ -55,6 +55,16 @@ def test_changes_reach_the_other_region(regions):
     a.delete_object(Bucket="shared", Key="big")
     ternlib.wait_until(lambda: body_or_none(b, "shared", "big") is None, 30,
                        what="the delete in eu-west")
+    # The delete's tombstone is collected in both regions once each has passed it (the other
+    # region applied it, or reported an idle clock beyond it).
+    def tombstones(node):
+        r = ternlib.Signer(node.hostport, node.access_key, node.secret_key).request(
+            "GET", "/_tern/geo/status")
+        assert r.status == 200, r
+        return json.loads(r.body)["tombstones"]
+    ternlib.wait_until(lambda: tombstones(regions["us-east"]) == 0 and
+                       tombstones(regions["eu-west"]) == 0, 60,
+                       what="both regions to collect the tombstone")
     # Once every peer has applied it, the origin trims its geo log.
     ternlib.wait_until(lambda: "log trimmed through" in regions["us-east"].log_text(), 30,
                        what="us-east to trim its geo log")

@@ -545,6 +545,76 @@ static int deliver(region_fix *to, const grabbed *gr)
     return apply(&to->x, 0, 0, c, n);
 }
 
+/* Tombstones: a scan proposes only those every peer has passed (hlc <= bound), and GEO_GC
+ * collects a key's version only while it is still that tombstone. Marks raise a peer's bound
+ * and never lower it. */
+static void test_geo_tombstones_are_collected_once_passed(void **state)
+{
+    (void)state;
+    region_fix a, b;
+    region_open(&a, "us-east");
+    region_open(&b, "eu-west");
+    assert_int_equal(bucket_create(&a.x, "bkt"), 0);
+    node_block_ref blk = block_cmd(&a.x, 9, 100);
+    node_manifest m = manifest_of(&blk, 1, "v1");
+    m.last_modified_ms = 1800000000000;
+    assert_int_equal(object_put(&a.x, 0, 0, "gone", &m), 0);
+    assert_int_equal(object_put(&a.x, 0, 0, "kept", &m), 0);
+    uint8_t *c;
+    size_t n;
+    for (int i = 0; i < 2; i++) {
+        const char *key = i ? "kept" : "gone";
+        assert_int_equal(node_sm_encode_object_delete_at("bkt", key, 1800000001000, &c, &n), 0);
+        assert_int_equal(apply(&a.x, 0, 0, c, n), 0);
+    }
+    uint64_t t, tomb_hlc;
+    uint32_t origin;
+    bool deleted;
+    assert_int_equal(node_sm_version_get(a.x.sm, "bkt", "gone", &tomb_hlc, &origin, &deleted), 0);
+    assert_true(deleted);
+    size_t count;
+    assert_int_equal(node_geo_tombstone_count(a.x.f.s, &count), 0);
+    assert_int_equal(count, 2);
+    /* A bound below the tombstones: nothing to collect. */
+    char cursor[256] = "";
+    size_t found = 99;
+    assert_int_equal(
+        node_sm_geo_gc_scan(a.x.f.s, tomb_hlc - 1, cursor, sizeof cursor, 100, 100, &c, &n, &found),
+        0);
+    free(c);
+    assert_int_equal(found, 0);
+    /* Every peer passed them: both are proposed. "kept" is written again before the command
+     * applies, so only "gone" goes. */
+    assert_int_equal(node_sm_geo_gc_scan(a.x.f.s, UINT64_MAX - 1, cursor, sizeof cursor, 100, 100,
+                                         &c, &n, &found),
+                     0);
+    assert_int_equal(found, 2);
+    m.last_modified_ms = 1800000002000;
+    assert_int_equal(object_put(&a.x, 0, 0, "kept", &m), 0);
+    assert_int_equal(apply(&a.x, 0, 0, c, n), 0);
+    assert_int_equal(node_sm_version_get(a.x.sm, "bkt", "gone", &t, &origin, &deleted),
+                     TERN_ENOTFOUND);
+    assert_int_equal(node_sm_version_get(a.x.sm, "bkt", "kept", &t, &origin, &deleted), 0);
+    assert_false(deleted);
+    assert_int_equal(node_geo_tombstone_count(a.x.f.s, &count), 0);
+    assert_int_equal(count, 0);
+    /* Marks: b learns a's bound; an older mark does not lower it. */
+    uint32_t from_a = node_sm_region_id("us-east");
+    uint64_t index, bound;
+    assert_int_equal(node_sm_encode_geo_mark(from_a, 5000, &c, &n), 0);
+    assert_int_equal(apply(&b.x, 0, 0, c, n), 0);
+    assert_int_equal(node_sm_encode_geo_mark(from_a, 4000, &c, &n), 0);
+    assert_int_equal(apply(&b.x, 0, 0, c, n), 0);
+    assert_int_equal(node_geo_received_get(b.x.f.s, from_a, &index, &bound), 0);
+    assert_int_equal(index, 0);
+    assert_int_equal(bound, 5000);
+    /* A region's own mark echoed back is refused. */
+    assert_int_equal(node_sm_encode_geo_mark(node_sm_region_id("eu-west"), 6000, &c, &n), 0);
+    assert_int_equal(apply(&b.x, 0, 0, c, n), TERN_EINVAL);
+    region_close(&a);
+    region_close(&b);
+}
+
 /* A delete carries its own time: a region whose clock lagged (it wrote nothing for a while)
  * deletes a key after another region wrote it, and the delete wins everywhere. A delete
  * versioned by the lagging clock alone would lose to the earlier write. */
@@ -919,6 +989,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_commands_are_refused, setup_sm, teardown_sm),
         cmocka_unit_test_setup_teardown(test_multipart_through_commands, setup_sm, teardown_sm),
         cmocka_unit_test(test_geo_delete_carries_its_time),
+        cmocka_unit_test(test_geo_tombstones_are_collected_once_passed),
         cmocka_unit_test_setup_teardown(test_last_block_travels_with_its_manifest, setup_sm,
                                         teardown_sm),
         cmocka_unit_test_setup_teardown(test_orphans_are_reported_and_collected_by_command,
