@@ -31,6 +31,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -657,6 +658,9 @@ static int usage(const char *why)
 
 int main(int argc, char **argv)
 {
+    /* libuv writes with write(2): a peer that vanished (a SIGKILLed node) must cost its
+     * connection an EPIPE, not kill the proxy and every route with it. */
+    signal(SIGPIPE, SIG_IGN);
     struct sockaddr_in control_addr;
     int have_control = 0;
     for (int i = 1; i < argc; i++) {
