@@ -715,8 +715,8 @@ int node_egress_json(const node_egress_totals *t, char **out, size_t *len);
 
 /* ======================================================================
  * Placement (node/placement_live.c): the engine fed with the accesses this
- * node serves. Thread-safe. Its sets are targets: the geo-replicator applies
- * them (issue 5); until then explain says what the engine would hold where.
+ * node serves. Thread-safe. The shipper sends a put's blocks to the engine's
+ * target set; reads decide copies here, and the leader drops what the engine no longer wants.
  * ====================================================================== */
 
 typedef struct node_placement node_placement;

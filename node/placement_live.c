@@ -15,9 +15,12 @@
  * record, read from the store's cache when the bucket is first seen and
  * again at most every POLICY_REFRESH_MS, so a policy changed on any node of
  * the region reaches the engine within that time without a hook on every
- * path that changes it. The engine's sets are targets: until the
- * geo-replicator applies them (issue 5), every block stays in this region,
- * and `explain` says what the engine would hold where and why.
+ * path that changes it. The engine's sets are applied by others: the
+ * shipper sends a put's blocks to its target set (node_placement_put_target),
+ * a remote read keeps a copy when the set after it includes this region, and
+ * the leader's drop thread takes what the set lost (ticks) or what a copy's
+ * demand no longer pays for (node_placement_drops_take). This engine sees
+ * only this node's accesses (and remote reads served from it).
  */
 
 #define POLICY_REFRESH_MS 10000
