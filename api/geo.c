@@ -28,6 +28,9 @@
  *                                  before hlc (GEO_MARK: tombstones older than
  *                                  every region's mark can be collected);
  *   GET  /_tern/geo/status         {"tombstones": n kept here};
+ *   GET  /_tern/placement/journal?after=N  this node's accesses after
+ *                                  sequence N (the region leader pulls them
+ *                                  into its engine; node_placement_journal_*);
  *   GET|HEAD /_tern/geo/block?id=HEX&bucket=&key=&reader=REGION
  *                                  a block for another region's read
  *                                  (404 NoSuchBlock when not stored here);
@@ -156,6 +159,30 @@ static void mark_work(void *arg)
     j->rc = node_cmd_geo_mark(r->server->group, origin, (uint64_t)v);
 }
 
+/* This node's placement journal after ?after=N, for the region leader's engine. */
+static void journal_work(void *arg)
+{
+    geo_job *j = arg;
+    api__req *r = j->r;
+    const char *after = api__req_param(r, "after");
+    char *end = NULL;
+    unsigned long long v = after ? strtoull(after, &end, 10) : 0;
+    if (after == NULL || *after == '\0' || *end != '\0') {
+        j->s3_code = "InvalidArgument";
+        snprintf(j->message, sizeof j->message, "after must be a decimal sequence number.");
+        return;
+    }
+    if (r->server->placement == NULL) {
+        j->s3_code = "NoTopology";
+        snprintf(j->message, sizeof j->message, "This node has no topology configured.");
+        return;
+    }
+    uint8_t *data = NULL;
+    j->rc =
+        node_placement_journal_read(r->server->placement, (uint64_t)v, 1u << 20, &data, &j->len);
+    j->data = data;
+}
+
 /* {"tombstones": N}: versions of deleted keys this region still keeps (for tests and ops). */
 static void status_work(void *arg)
 {
@@ -233,7 +260,8 @@ static void geo_done(api__req *r, void *arg)
 {
     geo_job *j = arg;
     if (!r->aborted && j->rc == 0 && j->s3_code == NULL &&
-        (r->op == API_OP_GEO_BLOCK_GET || r->op == API_OP_GEO_HAVE)) {
+        (r->op == API_OP_GEO_BLOCK_GET || r->op == API_OP_GEO_HAVE ||
+         r->op == API_OP_GEO_JOURNAL)) {
         if (r->method == HTTP_HEAD)
             api__respond_head(r, 200, NULL, j->len, "application/octet-stream");
         else
@@ -279,6 +307,7 @@ void api__geo_handle(api__req *r)
                         : r->op == API_OP_GEO_HAVE      ? have_work
                         : r->op == API_OP_GEO_MARK      ? mark_work
                         : r->op == API_OP_GEO_STATUS    ? status_work
+                        : r->op == API_OP_GEO_JOURNAL   ? journal_work
                                                         : received_work;
     api__job_submit(r, work, geo_done, j);
 }

@@ -167,7 +167,7 @@ static void read_remote(read_job *j)
     j->len = len;
     j->remote = true;
     if (!j->keep_local) return;
-    if (j->observe) node_placement_note_copy(s->placement, j->bucket, j->key);
+    if (j->observe) node_placement_copy_made(s->placement, j->bucket, j->key);
     /* Copy on read: submitted, not awaited; a failure only means the next read is remote. */
     int rc = node_cmd_block_put_async(s->group, &j->id, j->data, j->len);
     if (rc != 0)

@@ -194,6 +194,8 @@ static int route(const api__req *r)
             return API_OP_GEO_MARK;
         if (r->method == HTTP_GET && r->key && strcmp(r->key, "geo/status") == 0)
             return API_OP_GEO_STATUS;
+        if (r->method == HTTP_GET && r->key && strcmp(r->key, "placement/journal") == 0)
+            return API_OP_GEO_JOURNAL;
         if (r->method == HTTP_POST && r->key && strncmp(r->key, "cluster/", 8) == 0)
             return API_OP_ADMIN_CLUSTER_CHANGE;
         if (r->key && strncmp(r->key, "buckets/", 8) == 0 && policy_path(r->key) != NULL) {
@@ -404,6 +406,7 @@ void api__s3_handle(api__req *r)
     case API_OP_GEO_HAVE:
     case API_OP_GEO_MARK:
     case API_OP_GEO_STATUS:
+    case API_OP_GEO_JOURNAL:
         if (!buffered_payload_ok(r)) return;
         api__geo_handle(r);
         return;

@@ -64,6 +64,7 @@
     X(GEO_HAVE, "GeoHave")                                                                         \
     X(GEO_MARK, "GeoMark")                                                                         \
     X(GEO_STATUS, "GeoStatus")                                                                     \
+    X(GEO_JOURNAL, "PlacementJournal")                                                             \
     X(ADMIN_PLACEMENT_STATS, "AdminPlacementStats")                                                \
     X(ADMIN_POLICY_PUT, "AdminBucketPolicyPut")                                                    \
     X(ADMIN_POLICY_DELETE, "AdminBucketPolicyDelete")                                              \

@@ -272,3 +272,22 @@ int node_geo_fetch_have(node_geo_fetch *f, uint32_t region, const node_block_id 
     free(s.data);
     return rc;
 }
+
+int node_geo_fetch_journal(node_geo_fetch *f, const char *endpoint, uint64_t after, void **body,
+                           size_t *len)
+{
+    *body = NULL;
+    *len = 0;
+    char query[40];
+    snprintf(query, sizeof query, "after=%llu", (unsigned long long)after);
+    sink s = {malloc(2u << 20), 0, 2u << 20};
+    if (s.data == NULL) return TERN_ENOMEM;
+    long status = fetch_one(f, endpoint, "/_tern/placement/journal", query, NULL, 0, &s);
+    if (status != 200) {
+        free(s.data);
+        return status == 0 ? TERN_EUNAVAIL : TERN_EIO;
+    }
+    *body = s.data;
+    *len = s.len;
+    return 0;
+}

@@ -64,6 +64,11 @@ struct node_geo_ship {
     node_egress *egress;
     node_placement *placement; /* NULL: every block to every peer */
     node_geo_fetch *fetch;     /* asks other regions what they hold before a drop; may be NULL */
+    const node_topology *topology;
+    char self_endpoint[256];
+    /* Per endpoint of this region: where its node's placement journal was read up to. */
+    uint64_t journal_after[NODE_TOPOLOGY_ENDPOINTS_MAX];
+    uint64_t journal_epoch[NODE_TOPOLOGY_ENDPOINTS_MAX];
     pthread_t drop_thread;
     bool drop_started;
     uint64_t rate_bytes_per_s; /* per peer; 0 = unbounded */
@@ -589,6 +594,42 @@ static void collect_tombstones(node_geo_ship *s, char *cursor, size_t cursor_cap
     free(cmd);
 }
 
+/*
+ * The region leader's engine sees the whole region's demand: every second it pulls the
+ * placement journal of each other node of the region (their accesses and the copies they
+ * made) and feeds it in. A node that restarted starts a new sequence (a new epoch); one that
+ * does not answer is asked again next time; a journal that overflowed meanwhile loses its
+ * oldest accesses, which only makes the engine's estimate coarser.
+ */
+static void pull_journals(node_geo_ship *s)
+{
+    const node_topology *t = s->topology;
+    uint32_t r = s->local_index;
+    for (size_t e = 0; e < t->s3_endpoint_count[r] && e < NODE_TOPOLOGY_ENDPOINTS_MAX; e++) {
+        const char *endpoint = t->s3_endpoints[r][e];
+        if (strcmp(endpoint, s->self_endpoint) == 0) continue;
+        void *got = NULL;
+        size_t len = 0;
+        if (node_geo_fetch_journal(s->fetch, endpoint, s->journal_after[e], &got, &len) != 0)
+            continue;
+        uint64_t epoch = 0, next = 0;
+        if (len >= 8 && tern_le_get_u64(got) != s->journal_epoch[e] && s->journal_after[e]) {
+            /* A new process there: its sequence starts again, from the beginning. */
+            s->journal_after[e] = 0;
+            s->journal_epoch[e] = tern_le_get_u64(got);
+            free(got);
+            continue;
+        }
+        if (node_placement_journal_apply(s->placement, got, len, &epoch, &next) == 0) {
+            s->journal_epoch[e] = epoch;
+            if (next > 0) s->journal_after[e] = next - 1;
+        } else {
+            node_log(NODE_LOG_WARN, "geo", "malformed placement journal from %s", endpoint);
+        }
+        free(got);
+    }
+}
+
 static void *drop_main(void *arg)
 {
     node_geo_ship *s = arg;
@@ -605,6 +646,7 @@ static void *drop_main(void *arg)
             collect_tombstones(s, gc_cursor, sizeof gc_cursor);
         }
         if (s->placement == NULL || s->fetch == NULL) continue;
+        pull_journals(s);
         size_t n = node_placement_drops_take(s->placement, todo, DROP_BATCH, tern_now_ms());
         for (size_t i = 0; i < n; i++)
             if (atomic_load(&s->stopping))
@@ -628,6 +670,9 @@ int node_geo_ship_start(const node_geo_ship_config *c, node_geo_ship **out, char
     s->egress = c->egress;
     s->placement = c->placement;
     s->fetch = c->fetch;
+    s->topology = c->topology;
+    snprintf(s->self_endpoint, sizeof s->self_endpoint, "%s",
+             c->self_endpoint ? c->self_endpoint : "");
     s->rate_bytes_per_s = c->rate_bytes_per_s;
     s->local_index = c->local_region;
     s->local_id = node_sm_region_id(t->prices.names[c->local_region]);

@@ -383,6 +383,15 @@ static int start(ternd *d)
     uv_timer_init(d->loop, &d->geo_timer);
     d->geo_timer.data = d;
     if (geo_peer_count(d) > 0) {
+        /* This node among its region's endpoints: the one naming its S3 listen address. */
+        char self_endpoint[300] = "";
+        int me = node_topology_region(&d->topology, d->cfg.region);
+        for (size_t e = 0; me >= 0 && e < d->topology.s3_endpoint_count[me]; e++) {
+            const char *ep = d->topology.s3_endpoints[me][e];
+            const char *host = strstr(ep, "://");
+            if (host && strcmp(host + 3, d->cfg.s3_listen) == 0)
+                snprintf(self_endpoint, sizeof self_endpoint, "%s", ep);
+        }
         node_geo_ship_config gc = {.store = d->store,
                                    .group = d->group,
                                    .topology = &d->topology,
@@ -393,7 +402,8 @@ static int start(ternd *d)
                                    .egress = d->egress,
                                    .placement = d->placement,
                                    .rate_bytes_per_s = d->cfg.geo_ship_bytes_per_second,
-                                   .fetch = d->fetch};
+                                   .fetch = d->fetch,
+                                   .self_endpoint = self_endpoint};
         char why[256];
         if (node_geo_ship_start(&gc, &d->geo, why, sizeof why) != 0) {
             fprintf(stderr, "ternd: %s\n", why);

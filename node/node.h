@@ -741,8 +741,23 @@ typedef struct {
  * for them. The caller drops them if it is safe, else notes them again. */
 size_t node_placement_drops_take(node_placement *p, node_placement_drop *out, size_t max,
                                  int64_t now_ms);
-/* A replica of bucket/key (written in another region) was made here by a read. */
+/* A replica of bucket/key (written in another region) was made here by a read: reviewed for
+ * dropping by this node (when it leads) and, through the journal, by the region's leader. */
+void node_placement_copy_made(node_placement *p, const char *bucket, const char *key);
+/* Puts bucket/key (back) on the list of copies reviewed for dropping. */
 void node_placement_note_copy(node_placement *p, const char *bucket, const char *key);
+/*
+ * The journal: every access fed here and every copy made here, kept (the last 16,384) so that
+ * the region's leader can pull them (GET /_tern/placement/journal) and its engine sees the
+ * whole region's demand. read: the records after sequence number `after`, at most about
+ * max_bytes, encoded into *out (malloc'd). apply (on the leader): feeds them into this engine;
+ * *epoch identifies the sender's process (a new one restarts its sequence) and *next is the
+ * sequence to ask after next time. TERN_EPARSE for a malformed batch.
+ */
+int node_placement_journal_read(node_placement *p, uint64_t after, size_t max_bytes, uint8_t **out,
+                                size_t *len);
+int node_placement_journal_apply(node_placement *p, const uint8_t *buf, size_t len, uint64_t *epoch,
+                                 uint64_t *next);
 /* A GET served here of an object whose version was written in region origin (topology index;
  * -1 when unknown or here): an object the engine has not seen starts as a PUT there. Returns
  * the target set after the read (bit local_region set: keep a replica here). NULL p: 0. */
@@ -789,6 +804,9 @@ typedef struct {
     /* With placement and fetch, the leader also drops the replicas the engine no longer
      * wants here, once other regions hold enough copies (geo_ship.c, "drops"). */
     struct node_geo_fetch *fetch;
+    /* This node's own S3 endpoint as the topology lists it ("http://HOST:PORT"): the leader pulls
+     * the other nodes' placement journals (own region's s3_endpoints but this one). */
+    const char *self_endpoint;
 } node_geo_ship_config;
 
 /* Ships to every other region with s3_endpoints (regions without are skipped with a warning).
@@ -831,6 +849,10 @@ int node_geo_fetch_block(node_geo_fetch *f, const char *bucket, const char *key,
 int node_geo_fetch_have(node_geo_fetch *f, uint32_t region, const node_block_id *ids, size_t count,
                         bool *all);
 
+/* Pulls a node's placement journal after `after` (GET /_tern/placement/journal): 0 with *body
+ * (malloc'd), TERN_EUNAVAIL (no answer), TERN_EIO (an error status). Worker threads only. */
+int node_geo_fetch_journal(node_geo_fetch *f, const char *endpoint, uint64_t after, void **body,
+                           size_t *len);
 /* Another region had nothing to send before hlc (GEO_MARK). */
 int node_cmd_geo_mark(node_group *g, uint32_t origin_region, uint64_t hlc);
 /* A change another region originated, committed through the group (GEO_APPLY). */

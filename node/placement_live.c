@@ -27,6 +27,7 @@
 #define BUCKETS_MAX       4096  /* policy cache entries; beyond it, lookups just refresh */
 #define DROPS_MAX         256   /* pending drops; beyond it the next ticks find them again */
 #define COPIES_MAX        65536 /* copies on read under review; beyond it, kept until rewritten */
+#define JOURNAL_MAX       16384 /* accesses kept for the leader; older ones are overwritten */
 
 typedef struct {
     char name[NODE_BUCKET_NAME_MAX + 1];
@@ -54,6 +55,13 @@ struct node_placement {
      * another holder; what it says of the demand here is what counts. */
     char **copies;
     size_t copy_count, copy_cursor;
+    /* The journal: this node's accesses, encoded, for the region leader to pull
+     * (node_placement_journal_read); seq of journal[0] is journal_first. */
+    uint8_t **journal;
+    size_t *journal_len;
+    size_t journal_count, journal_head;
+    uint64_t journal_first, journal_next;
+    uint64_t epoch; /* random per process: a restarted node's sequence starts again */
 };
 
 static int64_t engine_ms(const node_placement *p, int64_t now_ms)
@@ -82,16 +90,25 @@ int node_placement_new(const plc_topology *t, uint32_t local_region, node_store 
     if (p == NULL) return TERN_ENOMEM;
     p->buckets = calloc(BUCKETS_MAX, sizeof *p->buckets);
     p->copies = calloc(COPIES_MAX, sizeof *p->copies);
-    if (p->copies == NULL) {
+    p->journal = calloc(JOURNAL_MAX, sizeof *p->journal);
+    p->journal_len = calloc(JOURNAL_MAX, sizeof *p->journal_len);
+    if (p->copies == NULL || p->journal == NULL || p->journal_len == NULL) {
         free(p->buckets);
+        free(p->copies);
+        free(p->journal);
+        free(p->journal_len);
         free(p);
         return TERN_ENOMEM;
     }
+    p->epoch = seed ^ 0x9e3779b97f4a7c15ull;
+    p->journal_first = p->journal_next = 1;
     plc_config c = {.algo = PLC_ALGO_THOMPSON, .seed = seed, .half_life_hours = half_life_hours};
     int rc = p->buckets ? plc_engine_new(t, &c, &p->engine, errmsg, errmsg_len) : TERN_ENOMEM;
     if (rc != 0) {
         free(p->buckets);
         free(p->copies);
+        free(p->journal);
+        free(p->journal_len);
         free(p);
         return rc;
     }
@@ -113,6 +130,10 @@ void node_placement_free(node_placement *p)
     for (size_t i = 0; i < p->copy_count; i++)
         free(p->copies[i]);
     free(p->copies);
+    for (size_t i = 0; i < JOURNAL_MAX; i++)
+        free(p->journal[i]);
+    free(p->journal);
+    free(p->journal_len);
     free(p->buckets);
     free(p);
 }
@@ -169,18 +190,83 @@ static void refresh_policy(node_placement *p, const char *bucket, int64_t now_ms
     }
 }
 
+/*
+ * Journal records (node-internal; pulled by the region leader over HTTP, so both ends run the
+ * same build): u8 kind (0 access, 1 copy made here) | u8 op | u8 region | i8 origin (-1) |
+ * i64 engine time | u64 bytes | u64 object bytes | u16 bucket length | bucket | u16 key
+ * length | key.
+ */
+enum { JOURNAL_ACCESS = 0, JOURNAL_COPY = 1 };
+#define JOURNAL_HEAD 28
+
+/* Appends one record to the journal (caller holds mu); a failed allocation drops it. */
+static void journal_locked(node_placement *p, int kind, plc_op op, uint32_t region, int origin,
+                           int64_t ts, uint64_t bytes, uint64_t object_bytes, const char *bucket,
+                           const char *key)
+{
+    size_t bl = strlen(bucket), kl = strlen(key);
+    if (bl > UINT16_MAX || kl > UINT16_MAX) return;
+    size_t len = JOURNAL_HEAD + 2 + bl + 2 + kl;
+    uint8_t *rec = malloc(len);
+    if (rec == NULL) return;
+    rec[0] = (uint8_t)kind;
+    rec[1] = (uint8_t)op;
+    rec[2] = (uint8_t)region;
+    rec[3] = (uint8_t)(int8_t)origin;
+    tern_le_put_u64(rec + 4, (uint64_t)ts);
+    tern_le_put_u64(rec + 12, bytes);
+    tern_le_put_u64(rec + 20, object_bytes);
+    rec[28] = (uint8_t)bl;
+    rec[29] = (uint8_t)(bl >> 8);
+    memcpy(rec + 30, bucket, bl);
+    rec[30 + bl] = (uint8_t)kl;
+    rec[31 + bl] = (uint8_t)(kl >> 8);
+    memcpy(rec + 32 + bl, key, kl);
+    size_t slot;
+    if (p->journal_count < JOURNAL_MAX) {
+        slot = (p->journal_head + p->journal_count++) % JOURNAL_MAX;
+    } else {
+        slot = p->journal_head; /* full: the oldest goes */
+        p->journal_head = (p->journal_head + 1) % JOURNAL_MAX;
+        p->journal_first++;
+    }
+    free(p->journal[slot]);
+    p->journal[slot] = rec;
+    p->journal_len[slot] = len;
+    p->journal_next++;
+}
+
+/* Feeds one access to the engine (caller holds mu): a GET of a version written in region
+ * origin that this engine has not seen starts as a PUT there. Returns the set after it. */
+static plc_mask feed_locked(node_placement *p, plc_op op, uint32_t region, int origin, int64_t ts,
+                            uint64_t bytes, uint64_t object_bytes, const char *bucket,
+                            const char *key)
+{
+    plc_decision d = {0};
+    refresh_policy(p, bucket, ts);
+    plc_explanation x;
+    if (op == PLC_GET && origin >= 0 && (uint32_t)origin != region &&
+        (uint32_t)origin < p->topology.region_count &&
+        plc_engine_explain(p->engine, bucket, key, ts, &x) == TERN_ENOTFOUND) {
+        /* Not as an object nobody holds, which min_regions would copy to the reader. */
+        plc_event put = {ts, (uint32_t)origin, PLC_PUT, bucket, key, object_bytes};
+        (void)plc_engine_observe(p->engine, &put, &d);
+    }
+    plc_event ev = {ts, region, op, bucket, key, bytes};
+    /* Refusals (a key beyond the engine's name limit) and ENOMEM only cost the engine one
+     * observation: the request itself has already been served. */
+    if (plc_engine_observe(p->engine, &ev, &d) != 0) d.after = 0;
+    return d.after;
+}
+
 void node_placement_observe(node_placement *p, const char *bucket, const char *key, plc_op op,
                             uint64_t bytes, int64_t now_ms)
 {
     if (p == NULL) return;
     now_ms = engine_ms(p, now_ms);
-    plc_event ev = {now_ms, p->local_region, op, bucket, key, bytes};
-    plc_decision d;
     pthread_mutex_lock(&p->mu);
-    refresh_policy(p, bucket, now_ms);
-    /* Refusals (a key beyond the engine's name limit) and ENOMEM only cost the engine one
-     * observation: the request itself has already been served. */
-    (void)plc_engine_observe(p->engine, &ev, &d);
+    feed_locked(p, op, p->local_region, -1, now_ms, bytes, bytes, bucket, key);
+    journal_locked(p, JOURNAL_ACCESS, op, p->local_region, -1, now_ms, bytes, bytes, bucket, key);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -190,22 +276,13 @@ plc_mask node_placement_observe_read(node_placement *p, const char *bucket, cons
 {
     if (p == NULL) return 0;
     now_ms = engine_ms(p, now_ms);
-    plc_decision d = {0};
     pthread_mutex_lock(&p->mu);
-    refresh_policy(p, bucket, now_ms);
-    plc_explanation x;
-    if (origin >= 0 && (uint32_t)origin != p->local_region &&
-        (uint32_t)origin < p->topology.region_count &&
-        plc_engine_explain(p->engine, bucket, key, now_ms, &x) == TERN_ENOTFOUND) {
-        /* A version written elsewhere that this engine has not seen: it starts where its
-         * origin put it, not as an object nobody holds (which min_regions would copy here). */
-        plc_event put = {now_ms, (uint32_t)origin, PLC_PUT, bucket, key, object_bytes};
-        (void)plc_engine_observe(p->engine, &put, &d);
-    }
-    plc_event ev = {now_ms, p->local_region, PLC_GET, bucket, key, bytes};
-    if (plc_engine_observe(p->engine, &ev, &d) != 0) d.after = 0;
+    plc_mask after =
+        feed_locked(p, PLC_GET, p->local_region, origin, now_ms, bytes, object_bytes, bucket, key);
+    journal_locked(p, JOURNAL_ACCESS, PLC_GET, p->local_region, origin, now_ms, bytes, object_bytes,
+                   bucket, key);
     pthread_mutex_unlock(&p->mu);
-    return d.after;
+    return after;
 }
 
 void node_placement_observe_remote(node_placement *p, uint32_t region, const char *bucket,
@@ -213,12 +290,83 @@ void node_placement_observe_remote(node_placement *p, uint32_t region, const cha
 {
     if (p == NULL || region >= p->topology.region_count) return;
     now_ms = engine_ms(p, now_ms);
-    plc_event ev = {now_ms, region, PLC_GET, bucket, key, bytes};
-    plc_decision d;
     pthread_mutex_lock(&p->mu);
-    refresh_policy(p, bucket, now_ms);
-    (void)plc_engine_observe(p->engine, &ev, &d);
+    feed_locked(p, PLC_GET, region, -1, now_ms, bytes, bytes, bucket, key);
+    journal_locked(p, JOURNAL_ACCESS, PLC_GET, region, -1, now_ms, bytes, bytes, bucket, key);
     pthread_mutex_unlock(&p->mu);
+}
+
+int node_placement_journal_read(node_placement *p, uint64_t after, size_t max_bytes, uint8_t **out,
+                                size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    pthread_mutex_lock(&p->mu);
+    uint64_t from = after + 1 < p->journal_first ? p->journal_first : after + 1;
+    /* u64 epoch | u64 first seq sent | u64 next seq | records, each u32 length + record */
+    size_t cap = 24, used = 24;
+    uint64_t seq = from;
+    for (; seq < p->journal_next; seq++) {
+        size_t slot = (p->journal_head + (size_t)(seq - p->journal_first)) % JOURNAL_MAX;
+        if (cap + 4 + p->journal_len[slot] > max_bytes && seq > from) break;
+        cap += 4 + p->journal_len[slot];
+    }
+    uint8_t *buf = malloc(cap);
+    if (buf == NULL) {
+        pthread_mutex_unlock(&p->mu);
+        return TERN_ENOMEM;
+    }
+    tern_le_put_u64(buf, p->epoch);
+    tern_le_put_u64(buf + 8, from);
+    tern_le_put_u64(buf + 16, seq);
+    for (uint64_t q = from; q < seq; q++) {
+        size_t slot = (p->journal_head + (size_t)(q - p->journal_first)) % JOURNAL_MAX;
+        tern_le_put_u32(buf + used, (uint32_t)p->journal_len[slot]);
+        memcpy(buf + used + 4, p->journal[slot], p->journal_len[slot]);
+        used += 4 + p->journal_len[slot];
+    }
+    pthread_mutex_unlock(&p->mu);
+    *out = buf;
+    *len = used;
+    return 0;
+}
+
+int node_placement_journal_apply(node_placement *p, const uint8_t *buf, size_t len, uint64_t *epoch,
+                                 uint64_t *next)
+{
+    if (len < 24) return TERN_EPARSE;
+    *epoch = tern_le_get_u64(buf);
+    *next = tern_le_get_u64(buf + 16);
+    size_t at = 24;
+    char bucket[NODE_BUCKET_NAME_MAX + 1], key[NODE_KEY_BYTES_MAX + 1];
+    while (at + 4 <= len) {
+        uint32_t n = tern_le_get_u32(buf + at);
+        const uint8_t *rec = buf + at + 4;
+        if (n < JOURNAL_HEAD + 4 || n > len - at - 4) return TERN_EPARSE;
+        size_t bl = (size_t)rec[28] | (size_t)rec[29] << 8;
+        if (bl > NODE_BUCKET_NAME_MAX || JOURNAL_HEAD + 4 + bl > n) return TERN_EPARSE;
+        size_t kl = (size_t)rec[30 + bl] | (size_t)rec[31 + bl] << 8;
+        if (kl > NODE_KEY_BYTES_MAX || JOURNAL_HEAD + 4 + bl + kl != n) return TERN_EPARSE;
+        memcpy(bucket, rec + 30, bl);
+        bucket[bl] = '\0';
+        memcpy(key, rec + 32 + bl, kl);
+        key[kl] = '\0';
+        plc_op op = (plc_op)rec[1];
+        uint32_t region = rec[2];
+        int origin = (int8_t)rec[3];
+        if (region >= p->topology.region_count || op < PLC_GET || op > PLC_DELETE)
+            return TERN_EPARSE;
+        if (rec[0] == JOURNAL_COPY) {
+            node_placement_note_copy(p, bucket, key);
+        } else {
+            pthread_mutex_lock(&p->mu);
+            feed_locked(p, op, region, origin, (int64_t)tern_le_get_u64(rec + 4),
+                        tern_le_get_u64(rec + 12), tern_le_get_u64(rec + 20), bucket, key);
+            pthread_mutex_unlock(&p->mu);
+        }
+        at += 4 + n;
+    }
+    return at == len ? 0 : TERN_EPARSE;
 }
 
 plc_mask node_placement_put_target(node_placement *p, const char *bucket, const char *key,
@@ -302,6 +450,15 @@ size_t node_placement_tick(node_placement *p, int64_t now_ms, size_t max_objects
     size_t n = plc_engine_tick(p->engine, now_ms, max_objects, tick_changed, &t);
     pthread_mutex_unlock(&p->mu);
     return n;
+}
+
+void node_placement_copy_made(node_placement *p, const char *bucket, const char *key)
+{
+    if (p == NULL) return;
+    node_placement_note_copy(p, bucket, key);
+    pthread_mutex_lock(&p->mu);
+    journal_locked(p, JOURNAL_COPY, PLC_GET, p->local_region, -1, 0, 0, 0, bucket, key);
+    pthread_mutex_unlock(&p->mu);
 }
 
 void node_placement_note_copy(node_placement *p, const char *bucket, const char *key)

@@ -11,6 +11,7 @@ and ETags, whoever serves them. Test 5 pins its bucket to every region, so there
 must cross every link either way.
 """
 
+import json
 import random
 import threading
 import time
@@ -476,3 +477,33 @@ def test_egress_counters_agree_with_the_wire(geo):
         assert counted <= wire, msg
         assert wire <= counted * 1.10 + 64 * 1024, msg
         print(msg)
+
+
+# ----------------------------------------------------------------------------
+# 6. the region leader's engine sees the reads its followers served
+# ----------------------------------------------------------------------------
+
+def test_leader_engine_sees_reads_served_by_followers(geo):
+    bucket = geo.new_bucket(A)
+    data = ternlib.random_bytes(MIB // 2, seed=23)
+    geo.client(A).put_object(Bucket=bucket, Key="watched", Body=data)
+    leader = geo.groups[C].leader_node()
+    followers = [n for n in geo.groups[C].live() if n.id != leader.id]
+    assert followers, "ap-southeast has no follower"
+    wait_reads(geo, bucket, {"watched": data}, (C,), what="the object in ap-southeast")
+    for n in followers:
+        for _ in range(3):
+            got = n.client(10.0).get_object(Bucket=bucket, Key="watched")["Body"].read()
+            assert got == data
+
+    def c_demand():
+        r = leader.signer().request("GET", "/_tern/placement/explain",
+                                    params=[("bucket", bucket), ("key", "watched")],
+                                    timeout_s=5.0)
+        if r.status != 200:
+            return None
+        regions = {x["name"]: x for x in json.loads(r.body)["regions"]}
+        return regions[C]["reads_per_day"] > 0
+    # Only followers served those reads: the leader knows of them from their journals.
+    ternlib.wait_until(c_demand, 30, interval_s=0.2,
+                       what="ap-southeast's leader engine to count its followers' reads")
