@@ -83,6 +83,7 @@ static void apply_work(void *arg)
     geo_job *j = arg;
     api__req *r = j->r;
     const char *format = api__req_param(r, "format");
+    const char *reseed = api__req_param(r, "reseed");
     size_t head = format && strcmp(format, "2") == 0 ? 12 : 8; /* index, [holders] */
     int local = r->server->local_region;
     const uint8_t *p = (const uint8_t *)r->body.data, *end = p + r->body.len;
@@ -101,7 +102,7 @@ static void apply_work(void *arg)
         if (node_sm_geo_decode(p + 4 + head, len - head, &hlc, &origin, &change, &change_len) != 0)
             break;
         j->rc = node_cmd_geo_apply(r->server->group, origin, index, hlc, holders, local_holder,
-                                   change, change_len);
+                                   reseed && strcmp(reseed, "1") == 0, change, change_len);
         if (j->rc != 0) {
             snprintf(j->message, sizeof j->message, "change %llu of region %08x: %s",
                      (unsigned long long)index, origin,
@@ -156,7 +157,14 @@ static void mark_work(void *arg)
         snprintf(j->message, sizeof j->message, "hlc must be a decimal timestamp.");
         return;
     }
-    j->rc = node_cmd_geo_mark(r->server->group, origin, (uint64_t)v);
+    const char *upto = api__req_param(r, "upto");
+    unsigned long long u = upto ? strtoull(upto, &end, 10) : 0;
+    if (upto && (*upto == '\0' || *end != '\0')) {
+        j->s3_code = "InvalidArgument";
+        snprintf(j->message, sizeof j->message, "upto must be a decimal log index.");
+        return;
+    }
+    j->rc = node_cmd_geo_mark(r->server->group, origin, (uint64_t)v, (uint64_t)u);
 }
 
 /* This node's placement journal after ?after=N, for the region leader's engine. */

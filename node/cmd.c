@@ -40,13 +40,13 @@ int node_cmd_bucket_policy_set(node_group *g, const char *name, const node_bucke
 }
 
 int node_cmd_geo_apply(node_group *g, uint32_t origin_region, uint64_t origin_index, uint64_t hlc,
-                       uint32_t holders, bool local_holder, const uint8_t *change,
+                       uint32_t holders, bool local_holder, bool reseed, const uint8_t *change,
                        size_t change_len)
 {
     uint8_t *c = NULL;
     size_t n = 0;
     int rc = node_sm_encode_geo_apply(origin_region, origin_index, hlc, holders, local_holder,
-                                      change, change_len, &c, &n);
+                                      reseed, change, change_len, &c, &n);
     return call(g, rc, c, n);
 }
 
@@ -150,10 +150,10 @@ int node_cmd_block_put_async(node_group *g, const node_block_id *id, const void 
     return rc;
 }
 
-int node_cmd_geo_mark(node_group *g, uint32_t origin_region, uint64_t hlc)
+int node_cmd_geo_mark(node_group *g, uint32_t origin_region, uint64_t hlc, uint64_t upto)
 {
     uint8_t *c = NULL;
     size_t n = 0;
-    int rc = node_sm_encode_geo_mark(origin_region, hlc, &c, &n);
+    int rc = node_sm_encode_geo_mark(origin_region, hlc, upto, &c, &n);
     return call(g, rc, c, n);
 }

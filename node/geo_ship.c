@@ -233,6 +233,8 @@ static uint32_t put_target(ship_peer *p, uint64_t index, const char *bucket, con
 {
     node_geo_ship *s = p->ship;
     if (s->placement == NULL) return 0;
+    if (index == 0) /* a re-seed: not in the log, decided afresh */
+        return node_placement_put_target(s->placement, bucket, key, bytes, tern_now_ms());
     size_t slot = index % TARGETS;
     pthread_mutex_lock(&s->mu);
     uint32_t mask = s->target_index[slot] == index ? s->target_mask[slot] : 0;
@@ -400,11 +402,170 @@ static void send_mark(ship_peer *p, uint64_t hlc)
     free(b.data);
 }
 
+/* Ships a batch's blocks to the peer where placement wants them, then its records (a
+ * re-seed's without moving the peer's high-water index). 0, or -1 on a failure. */
+static int send_batch(ship_peer *p, batch *b, bool reseed)
+{
+    /* Blocks first, so the manifests that name them can apply. */
+    uint8_t *q = b->records.data;
+    for (size_t i = 0; i < b->count; i++) {
+        uint32_t len = tern_le_get_u32(q);
+        uint32_t holders;
+        if (!ship_blocks(p, reseed ? 0 : b->index[i], q + 4 + 12, len - 12, &holders)) return -1;
+        tern_le_put_u32(q + 4 + 8, holders);
+        q += 4 + len;
+    }
+    body out = {0};
+    long status = request(
+        p, "POST", reseed ? "/_tern/geo/apply?format=2&reseed=1" : "/_tern/geo/apply?format=2",
+        b->records.data, b->records.len, "application/octet-stream", &out);
+    if (status == 200 && p->ship->egress)
+        node_egress_record(p->ship->egress, p->ship->local_index, p->index, NODE_EGRESS_REPLICATION,
+                           b->records.len);
+    if (status != 200)
+        node_log(NODE_LOG_WARN, "geo", "region %s refused %zu change(s) (HTTP %ld): %.200s",
+                 p->name, b->count, status, out.data ? out.data : "no answer");
+    free(out.data);
+    return status == 200 ? 0 : -1;
+}
+
+/*
+ * Re-seeding: a peer whose high-water mark is behind the point this region's log was trimmed
+ * through (it lost its state and came back empty, or was restored from an old backup) would
+ * never get the trimmed changes. It is sent this region's current state instead: every
+ * bucket, the policies and objects whose latest version this region wrote, and its
+ * tombstones, each at its version, applied by last writer wins (so a newer change already
+ * there stands), with their blocks where placement puts them; then a GEO_MARK raises its
+ * high-water index to the trim point, and shipping goes on from the log. Changes made while
+ * the re-seed runs are in the log after the trim point (which cannot move: this peer has not
+ * acknowledged it), so they follow.
+ */
+typedef struct {
+    ship_peer *p;
+    batch b;
+    bool failed;
+    size_t sent;
+} reseed_ctx;
+
+static void reseed_flush(reseed_ctx *c)
+{
+    if (c->b.count > 0 && !c->failed) {
+        if (c->b.records.failed || send_batch(c->p, &c->b, true) != 0) c->failed = true;
+        c->sent += c->b.count;
+    }
+    node__buf_free(&c->b.records);
+    memset(&c->b, 0, sizeof c->b);
+}
+
+/* Adds the change cmd at version hlc (as this region's) to the re-seed. */
+static void reseed_add(reseed_ctx *c, uint64_t hlc, uint8_t *cmd, size_t len)
+{
+    uint8_t *rec = NULL;
+    size_t rec_len = 0;
+    if (cmd == NULL || node_sm_geo_record(hlc, c->p->ship->local_id, cmd, len, &rec, &rec_len)) {
+        c->failed = true;
+    } else {
+        add_record(&c->b, 1, rec, rec_len);
+        if (c->b.count == BATCH) reseed_flush(c);
+    }
+    free(rec);
+    free(cmd);
+}
+
+static int reseed_tombstone(void *ctx, const char *key, size_t key_len, const void *value,
+                            size_t value_len)
+{
+    reseed_ctx *c = ctx;
+    const uint8_t *v = value;
+    if (value_len < 13 || !v[12] || tern_le_get_u32(v + 8) != c->p->ship->local_id) return 0;
+    const char *name = key + strlen("raft/ver/"), *end = key + key_len;
+    const char *slash = memchr(name, '/', (size_t)(end - name));
+    if (slash == NULL || slash - name > NODE_BUCKET_NAME_MAX ||
+        end - slash - 1 > NODE_KEY_BYTES_MAX)
+        return 0;
+    char bucket[NODE_BUCKET_NAME_MAX + 1], k[NODE_KEY_BYTES_MAX + 1];
+    memcpy(bucket, name, (size_t)(slash - name));
+    bucket[slash - name] = '\0';
+    memcpy(k, slash + 1, (size_t)(end - slash - 1));
+    k[end - slash - 1] = '\0';
+    uint8_t *cmd = NULL;
+    size_t len = 0;
+    node_sm_encode_object_delete(bucket, k, &cmd, &len);
+    reseed_add(c, tern_le_get_u64(v), cmd, len);
+    return c->failed;
+}
+
+static int reseed(ship_peer *p, uint64_t cursor, uint64_t upto)
+{
+    node_geo_ship *s = p->ship;
+    node_log(NODE_LOG_WARN, "geo",
+             "region %s has applied this region's log through %llu, which was trimmed through "
+             "%llu: re-seeding it with this region's current state",
+             p->name, (unsigned long long)cursor, (unsigned long long)upto);
+    reseed_ctx c = {.p = p};
+    node_bucket *buckets = NULL;
+    size_t count = 0;
+    if (node_store_bucket_list(s->store, &buckets, &count) != 0) return -1;
+    for (size_t i = 0; i < count && !c.failed && !atomic_load(&s->stopping); i++) {
+        const node_bucket *bk = &buckets[i];
+        uint8_t *cmd = NULL;
+        size_t len = 0;
+        node_sm_encode_bucket_create(bk->name, bk->region, bk->created_ms, &cmd, &len);
+        reseed_add(&c, (uint64_t)bk->created_ms << TERN_HLC_LOGICAL_BITS, cmd, len);
+        uint64_t hlc;
+        uint32_t origin;
+        if (node_geo_policy_version_get(s->store, bk->name, &hlc, &origin) == 0 &&
+            origin == s->local_id) {
+            cmd = NULL;
+            node_sm_encode_bucket_policy(bk->name, &bk->policy, &cmd, &len);
+            reseed_add(&c, hlc, cmd, len);
+        }
+        node_object_iter *it = NULL;
+        if (node_store_object_iter_open(s->store, bk->name, "", &it) != 0) {
+            c.failed = true;
+            break;
+        }
+        node_object_entry e;
+        while (!c.failed && node_store_object_iter_next(it, &e) == 1) {
+            bool deleted;
+            uint32_t holders;
+            node_manifest *m = NULL;
+            if (node_geo_version_get(s->store, bk->name, e.key, &hlc, &origin, &deleted,
+                                     &holders) != 0 ||
+                origin != s->local_id || deleted ||
+                node_store_object_get(s->store, bk->name, e.key, &m) != 0)
+                continue;
+            cmd = NULL;
+            node_sm_encode_object_put(bk->name, e.key, m, &cmd, &len);
+            node_manifest_free(m);
+            reseed_add(&c, hlc, cmd, len);
+        }
+        node_store_object_iter_close(it);
+    }
+    free(buckets);
+    if (!c.failed &&
+        node_store_raft_meta_scan(s->store, "raft/ver/", NULL, SIZE_MAX, reseed_tombstone, &c) < 0)
+        c.failed = true;
+    reseed_flush(&c);
+    if (c.failed || atomic_load(&s->stopping)) return -1;
+    char path[160];
+    snprintf(path, sizeof path, "/_tern/geo/mark?hlc=0&origin=%08x&upto=%llu", s->local_id,
+             (unsigned long long)upto);
+    body out = {0};
+    long status = request(p, "POST", path, NULL, 0, NULL, &out);
+    free(out.data);
+    if (status != 200) return -1;
+    node_log(NODE_LOG_INFO, "geo", "re-seeded region %s with %zu change(s)", p->name, c.sent);
+    return (int)c.sent;
+}
+
 /* One round; returns how many records the peer applied, or -1 on a failure. */
 static int ship_round(ship_peer *p)
 {
     uint64_t cursor;
     if (!peer_received(p, &cursor)) return -1;
+    uint64_t trimmed = node_geo_trimmed_get(p->ship->store);
+    if (cursor < trimmed) return reseed(p, cursor, trimmed);
     /* The clock before the log: a change the read below misses is newer than this. */
     uint64_t clock = 0;
     node_store_geo_hlc_get(p->ship->store, &clock);
@@ -418,31 +579,10 @@ static int ship_round(ship_peer *p)
         }
         return n < 0 || b.records.failed ? -1 : 0;
     }
-    /* Blocks first, so the manifests that name them can apply. */
-    uint8_t *q = b.records.data;
-    for (size_t i = 0; i < b.count; i++) {
-        uint32_t len = tern_le_get_u32(q);
-        uint32_t holders;
-        if (!ship_blocks(p, b.index[i], q + 4 + 12, len - 12, &holders)) {
-            node__buf_free(&b.records);
-            return -1;
-        }
-        tern_le_put_u32(q + 4 + 8, holders);
-        q += 4 + len;
-    }
-    body out = {0};
-    long status = request(p, "POST", "/_tern/geo/apply?format=2", b.records.data, b.records.len,
-                          "application/octet-stream", &out);
-    if (status == 200 && p->ship->egress)
-        node_egress_record(p->ship->egress, p->ship->local_index, p->index, NODE_EGRESS_REPLICATION,
-                           b.records.len);
-    if (status != 200)
-        node_log(NODE_LOG_WARN, "geo", "region %s refused %zu change(s) (HTTP %ld): %.200s",
-                 p->name, b.count, status, out.data ? out.data : "no answer");
-    free(out.data);
+    int rc = send_batch(p, &b, false);
     node__buf_free(&b.records);
-    if (status == 200) note_acked(p, b.index[b.count - 1], false);
-    return status == 200 ? (int)b.count : -1;
+    if (rc == 0) note_acked(p, b.index[b.count - 1], false);
+    return rc == 0 ? (int)b.count : -1;
 }
 
 static void *peer_main(void *arg)

@@ -854,10 +854,10 @@ int node_geo_fetch_have(node_geo_fetch *f, uint32_t region, const node_block_id 
 int node_geo_fetch_journal(node_geo_fetch *f, const char *endpoint, uint64_t after, void **body,
                            size_t *len);
 /* Another region had nothing to send before hlc (GEO_MARK). */
-int node_cmd_geo_mark(node_group *g, uint32_t origin_region, uint64_t hlc);
+int node_cmd_geo_mark(node_group *g, uint32_t origin_region, uint64_t hlc, uint64_t upto);
 /* A change another region originated, committed through the group (GEO_APPLY). */
 int node_cmd_geo_apply(node_group *g, uint32_t origin_region, uint64_t origin_index, uint64_t hlc,
-                       uint32_t holders, bool local_holder, const uint8_t *change,
+                       uint32_t holders, bool local_holder, bool reseed, const uint8_t *change,
                        size_t change_len);
 
 /* ======================================================================

@@ -463,6 +463,11 @@ static int apply_cmd(node_sm *sm, const uint8_t *cmd, size_t len)
     case CMD_GEO_TRIM: {
         uint64_t upto = get_u64(&r);
         if (r.bad || r.p != r.end) return TERN_EPARSE;
+        /* Kept: a peer asking from before it must be re-seeded, not shipped the rest. */
+        uint8_t le[8];
+        uint64_t before = node_geo_trimmed_get(sm->store);
+        tern_le_put_u64(le, upto > before ? upto : before);
+        node_store_apply_stamp_meta(sm->store, "raft/geo/trimmed", le, sizeof le, false);
         return node_store_geolog_trim(sm->store, upto);
     }
     case CMD_BUCKET_POLICY: {
@@ -619,6 +624,26 @@ static int policy_newer(node_sm *sm, const char *bucket, uint64_t hlc, uint32_t 
     return 0;
 }
 
+int node_geo_version_get(node_store *s, const char *bucket, const char *key, uint64_t *hlc,
+                         uint32_t *region, bool *deleted, uint32_t *holders)
+{
+    return version_read(s, bucket, key, hlc, region, deleted, holders);
+}
+
+int node_geo_policy_version_get(node_store *s, const char *bucket, uint64_t *hlc, uint32_t *region)
+{
+    char k[NODE__STAMP_KEY_MAX + 1];
+    policy_version_key(k, sizeof k, bucket);
+    uint8_t v[12];
+    size_t n = 0;
+    int rc = node_store_raft_meta_get(s, k, v, sizeof v, &n);
+    if (rc != 0) return rc;
+    if (n != sizeof v) return TERN_ECORRUPT;
+    *hlc = tern_le_get_u64(v);
+    *region = tern_le_get_u32(v + 8);
+    return 0;
+}
+
 int node_sm_version_get(node_sm *sm, const char *bucket, const char *key, uint64_t *hlc,
                         uint32_t *region, bool *deleted)
 {
@@ -751,8 +776,8 @@ int node_sm_encode_geo_trim(uint64_t upto, uint8_t **out, size_t *len)
 }
 
 int node_sm_encode_geo_apply(uint32_t origin_region, uint64_t origin_index, uint64_t hlc,
-                             uint32_t holders, bool local_holder, const uint8_t *change,
-                             size_t change_len, uint8_t **out, size_t *len)
+                             uint32_t holders, bool local_holder, bool reseed,
+                             const uint8_t *change, size_t change_len, uint8_t **out, size_t *len)
 {
     node__buf b;
     begin(&b, CMD_GEO_APPLY_PLACED);
@@ -760,7 +785,7 @@ int node_sm_encode_geo_apply(uint32_t origin_region, uint64_t origin_index, uint
     node__buf_u64(&b, origin_index);
     node__buf_u64(&b, hlc);
     node__buf_u8(&b, (uint8_t)holders);
-    node__buf_u8(&b, local_holder);
+    node__buf_u8(&b, (uint8_t)((local_holder ? 1 : 0) | (reseed ? 2 : 0)));
     node__buf_bytes(&b, change, change_len);
     return finish(&b, out, len);
 }
@@ -784,7 +809,11 @@ static int apply_geo(node_sm *sm, reader *r, bool placed)
     uint64_t origin_index = get_u64(r);
     uint64_t hlc = get_u64(r);
     uint32_t holders = placed ? get_u8(r) : 0;
-    bool local_holder = placed ? get_u8(r) != 0 : true;
+    uint8_t flags = placed ? get_u8(r) : 1;
+    bool local_holder = (flags & 1) != 0;
+    /* A re-seed sends the origin's current state outside its log order: last writer wins
+     * decides, and the high-water index is left to the GEO_MARK that ends the re-seed. */
+    bool reseed = (flags & 2) != 0;
     if (r->bad || r->end - r->p < 2 || r->p[0] != CMD_VERSION) return TERN_EPARSE;
     if (origin == sm->region_id) return TERN_EINVAL; /* our own change echoed back */
     const uint8_t *change = r->p;
@@ -797,9 +826,10 @@ static int apply_geo(node_sm *sm, reader *r, bool placed)
     size_t n = 0;
     int rc = node_store_raft_meta_get(sm->store, hw_key, le, sizeof le, &n);
     if (rc != 0 && rc != TERN_ENOTFOUND) return rc;
-    if (rc == 0 && n >= 8 && origin_index <= tern_le_get_u64(le)) return 0; /* seen */
+    if (rc == 0 && n >= 8 && origin_index <= tern_le_get_u64(le) && !reseed) return 0; /* seen */
     uint64_t bound = rc == 0 && n == 16 ? tern_le_get_u64(le + 8) : 0;
-    tern_le_put_u64(le, origin_index);
+    uint64_t seen = rc == 0 && n >= 8 ? tern_le_get_u64(le) : 0;
+    tern_le_put_u64(le, reseed ? seen : origin_index);
     tern_le_put_u64(le + 8, hlc > bound ? hlc : bound);
     uint64_t clock = hlc > sm->hlc ? hlc : sm->hlc;
     uint8_t clock_le[8];
@@ -886,12 +916,16 @@ static int apply_geo_mark(node_sm *sm, reader *r)
 {
     uint32_t origin = get_u32(r);
     uint64_t hlc = get_u64(r);
+    /* Optionally the index a re-seed brought this region up to. */
+    uint64_t upto = r->p != r->end ? get_u64(r) : 0;
     if (r->bad || r->p != r->end) return TERN_EPARSE;
     if (origin == sm->region_id) return TERN_EINVAL;
     uint64_t index, bound;
     int rc = node_geo_received_get(sm->store, origin, &index, &bound);
     if (rc != 0) return rc;
-    if (hlc <= bound) return 0;
+    if (hlc <= bound && upto <= index) return 0;
+    if (upto > index) index = upto;
+    if (hlc < bound) hlc = bound;
     char key[32];
     snprintf(key, sizeof key, "raft/geo/in/%08x", origin);
     uint8_t le[16];
@@ -929,13 +963,40 @@ static int apply_geo_gc(node_sm *sm, reader *r)
     return 0;
 }
 
-int node_sm_encode_geo_mark(uint32_t origin_region, uint64_t hlc, uint8_t **out, size_t *len)
+int node_sm_encode_geo_mark(uint32_t origin_region, uint64_t hlc, uint64_t upto, uint8_t **out,
+                            size_t *len)
 {
     node__buf b;
     begin(&b, CMD_GEO_MARK);
     node__buf_u32(&b, origin_region);
     node__buf_u64(&b, hlc);
+    if (upto) node__buf_u64(&b, upto);
     return finish(&b, out, len);
+}
+
+uint64_t node_geo_trimmed_get(node_store *s)
+{
+    uint8_t le[8];
+    size_t n = 0;
+    if (node_store_raft_meta_get(s, "raft/geo/trimmed", le, sizeof le, &n) != 0 || n != 8) return 0;
+    return tern_le_get_u64(le);
+}
+
+int node_sm_geo_record(uint64_t hlc, uint32_t region_id, const uint8_t *cmd, size_t len,
+                       uint8_t **out, size_t *out_len)
+{
+    node__buf b = {0};
+    node__buf_u8(&b, GEO_RECORD_VERSION);
+    node__buf_u64(&b, hlc);
+    node__buf_u32(&b, region_id);
+    node__buf_bytes(&b, cmd, len);
+    if (b.failed) {
+        node__buf_free(&b);
+        return TERN_ENOMEM;
+    }
+    *out = b.data;
+    *out_len = b.len;
+    return 0;
 }
 
 typedef struct {

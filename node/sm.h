@@ -30,12 +30,14 @@
  *  15 GEO_TRIM       u64 upto (drop the geo log through it: every peer has applied it)
  *  16 GEO_APPLY_PLACED  u32 origin region, u64 origin index, u64 hlc, u8 holders (topology
  *                    region mask the origin shipped the blocks to; 0 = every region), u8
- *                    whether this region is one of them, a plain change command. GEO_APPLY
- *                    (14) is the same with every region a holder.
+ *                    flags (1: this region is one of them; 2: part of a re-seed, applied by
+ *                    last writer wins without moving the high-water index), a plain change
+ *                    command. GEO_APPLY (14) is the same with every region a holder.
  *  17 BLOCKS_DROP    u32 count, ids[32] (delete the bytes, keep the references: this
  *                    region's replica goes, reads fetch the blocks from another region)
  *  19 GEO_MARK       u32 origin region, u64 hlc (origin was idle: every later change of it
- *                    is newer than hlc)
+ *                    is newer than hlc), optionally u64 index (a re-seed brought this region
+ *                    up to it)
  *  20 GEO_GC         u32 count, then per tombstone bucket, key, u64 hlc, u32 origin region
  *                    (collect the key's version record if it is still that tombstone)
  *  18 OBJECT_DELETE_AT  bucket, key, i64 time_ms (the proposer's clock: the delete's version
@@ -80,8 +82,8 @@ uint32_t node_sm_region_id(const char *region);
 int node_sm_encode_geo_trim(uint64_t upto, uint8_t **out, size_t *len);
 /* A change another region originated, to commit through this region's group (GEO_APPLY). */
 int node_sm_encode_geo_apply(uint32_t origin_region, uint64_t origin_index, uint64_t hlc,
-                             uint32_t holders, bool local_holder, const uint8_t *change,
-                             size_t change_len, uint8_t **out, size_t *len);
+                             uint32_t holders, bool local_holder, bool reseed,
+                             const uint8_t *change, size_t change_len, uint8_t **out, size_t *len);
 /* The version of the key's latest change, a delete's included: TERN_ENOTFOUND if it has none. */
 int node_sm_version_get(node_sm *sm, const char *bucket, const char *key, uint64_t *hlc,
                         uint32_t *region, bool *deleted);
@@ -94,7 +96,20 @@ uint64_t node_sm_geo_received(node_sm *sm, uint32_t origin_region);
 int node_geo_received_get(node_store *s, uint32_t origin_region, uint64_t *index, uint64_t *bound);
 /* The number of tombstones (versions of deleted keys) this region keeps. */
 int node_geo_tombstone_count(node_store *s, size_t *count);
-int node_sm_encode_geo_mark(uint32_t origin_region, uint64_t hlc, uint8_t **out, size_t *len);
+/* upto > 0: also raise the high-water index to it (the end of a re-seed). */
+int node_sm_encode_geo_mark(uint32_t origin_region, uint64_t hlc, uint64_t upto, uint8_t **out,
+                            size_t *len);
+/* The version record of a key (its latest change, a tombstone included): TERN_ENOTFOUND. */
+int node_geo_version_get(node_store *s, const char *bucket, const char *key, uint64_t *hlc,
+                         uint32_t *region, bool *deleted, uint32_t *holders);
+/* The version of a bucket's policy (set in some region with peers): TERN_ENOTFOUND. */
+int node_geo_policy_version_get(node_store *s, const char *bucket, uint64_t *hlc, uint32_t *region);
+/* The index this region's geo log was trimmed through (0: never). */
+uint64_t node_geo_trimmed_get(node_store *s);
+/* A geo record of cmd (a plain change command) at version (hlc, region_id), as the log keeps
+ * them: for a re-seed, which sends current state rather than log records. */
+int node_sm_geo_record(uint64_t hlc, uint32_t region_id, const uint8_t *cmd, size_t len,
+                       uint8_t **out, size_t *out_len);
 /*
  * Tombstones any region may still need are those newer than what some region has not yet
  * passed: with bound = the smallest of the peers' bounds (node_geo_received_get), a tombstone

@@ -1,5 +1,6 @@
 """Two regions on loopback: each ships its changes (and their blocks) to the other."""
 import json
+import shutil
 import os
 
 import pytest
@@ -113,3 +114,36 @@ def test_a_region_that_was_down_catches_up(regions):
     ternlib.wait_until(lambda: all(body_or_none(b, "later", f"while-down-{i}") == f"v{i}".encode()
                                    for i in range(20)), 60,
                        what="the writes made while eu-west was down")
+
+
+def test_a_region_that_lost_its_state_is_reseeded(regions):
+    a = regions["us-east"].client()
+    a.create_bucket(Bucket="reseed")
+    b = regions["eu-west"].client()
+    ternlib.wait_until(lambda: any(x["Name"] == "reseed" for x in b.list_buckets()["Buckets"]),
+                       30, what="the bucket in eu-west")
+    data = {f"k{i}": ternlib.random_bytes(2000 + i, seed=i) for i in range(6)}
+    for k, v in data.items():
+        a.put_object(Bucket="reseed", Key=k, Body=v)
+    a.delete_object(Bucket="reseed", Key="k0")
+    del data["k0"]
+    ternlib.wait_until(lambda: all(body_or_none(b, "reseed", k) == v for k, v in data.items()),
+                       30, what="the objects in eu-west")
+    # us-east trims its log once eu-west has applied all of it: what eu-west lost from here on
+    # is no longer in any log.
+    us = regions["us-east"]
+    ternlib.wait_until(lambda: "log trimmed through" in us.log_text(), 30,
+                       what="us-east to trim its geo log")
+    eu = regions["eu-west"]
+    assert eu.stop() == 0
+    shutil.rmtree(eu.data_dir)
+    eu.start(port=eu.port)
+    b = eu.client()
+    # Back empty, it is re-seeded with us-east's current state, then follows the log again.
+    ternlib.wait_until(lambda: all(body_or_none(b, "reseed", k) == v for k, v in data.items()),
+                       60, what="eu-west to be re-seeded")
+    assert body_or_none(b, "reseed", "k0") is None
+    assert "re-seeding it with this region's current state" in us.log_text()
+    a.put_object(Bucket="reseed", Key="after", Body=b"after the re-seed")
+    ternlib.wait_until(lambda: body_or_none(b, "reseed", "after") == b"after the re-seed", 30,
+                       what="a later write in eu-west")
