@@ -78,6 +78,22 @@ static void block_work(void *arg)
     j->rc = node_cmd_block_put(r->server->group, &id, r->body.data, r->body.len);
 }
 
+/* The names of an OBJECT_PUT change (u32 length + bytes each, after version and type). */
+static void note_replica(node_placement *pl, const uint8_t *change, size_t len)
+{
+    char names[2][NODE_KEY_BYTES_MAX + 1];
+    const uint8_t *q = change + 2, *end = change + len;
+    for (int i = 0; i < 2; i++) {
+        if (end - q < 4) return;
+        uint32_t n = tern_le_get_u32(q);
+        if ((size_t)(end - q - 4) < n || n > NODE_KEY_BYTES_MAX) return;
+        memcpy(names[i], q + 4, n);
+        names[i][n] = '\0';
+        q += 4 + n;
+    }
+    node_placement_copy_made(pl, names[0], names[1]);
+}
+
 static void apply_work(void *arg)
 {
     geo_job *j = arg;
@@ -103,6 +119,9 @@ static void apply_work(void *arg)
             break;
         j->rc = node_cmd_geo_apply(r->server->group, origin, index, hlc, holders, local_holder,
                                    reseed && strcmp(reseed, "1") == 0, change, change_len);
+        /* A replica placement sent here: reviewed for dropping like a copy made by a read. */
+        if (j->rc == 0 && holders != 0 && local_holder && change_len > 2 && change[1] == 4)
+            note_replica(r->server->placement, change, change_len);
         if (j->rc != 0) {
             snprintf(j->message, sizeof j->message, "change %llu of region %08x: %s",
                      (unsigned long long)index, origin,

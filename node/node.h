@@ -744,7 +744,8 @@ size_t node_placement_drops_take(node_placement *p, node_placement_drop *out, si
 /* A replica of bucket/key (written in another region) was made here by a read: reviewed for
  * dropping by this node (when it leads) and, through the journal, by the region's leader. */
 void node_placement_copy_made(node_placement *p, const char *bucket, const char *key);
-/* Puts bucket/key (back) on the list of copies reviewed for dropping. */
+/* Puts bucket/key (back) on the list of replicas reviewed for dropping: made here by a read,
+ * or shipped here by the origin's placement (kept at least a demand half-life unread). */
 void node_placement_note_copy(node_placement *p, const char *bucket, const char *key);
 /*
  * The journal: every access fed here and every copy made here, kept (the last 16,384) so that

@@ -45,6 +45,7 @@ struct node_placement {
      * production; a benchmark replaying a days-long trace in minutes makes it match). */
     int64_t base_ms;
     uint32_t time_scale;
+    int64_t half_life_ms; /* of demand, in engine time */
     uint32_t local_region;
     bucket_entry *buckets; /* open addressing by name hash */
     /* Objects whose target set lost this region since the replicator last asked. */
@@ -117,6 +118,7 @@ int node_placement_new(const plc_topology *t, uint32_t local_region, node_store 
     p->topology = *t;
     p->base_ms = tern_now_ms();
     p->time_scale = time_scale ? time_scale : 1;
+    p->half_life_ms = (int64_t)((half_life_hours > 0 ? half_life_hours : 24.0) * 3600e3);
     p->local_region = local_region;
     *out = p;
     return 0;
@@ -465,10 +467,12 @@ void node_placement_note_copy(node_placement *p, const char *bucket, const char 
 {
     if (p == NULL) return;
     size_t bl = strlen(bucket), kl = strlen(key);
-    char *entry = malloc(bl + 1 + kl + 1);
+    /* i64 engine time noted | bucket NUL | key NUL */
+    char *entry = malloc(8 + bl + 1 + kl + 1);
     if (entry == NULL) return;
-    memcpy(entry, bucket, bl + 1);
-    memcpy(entry + bl + 1, key, kl + 1);
+    tern_le_put_u64((uint8_t *)entry, (uint64_t)engine_ms(p, tern_now_ms()));
+    memcpy(entry + 8, bucket, bl + 1);
+    memcpy(entry + 8 + bl + 1, key, kl + 1);
     pthread_mutex_lock(&p->mu);
     if (p->copy_count < COPIES_MAX) {
         p->copies[p->copy_count++] = entry;
@@ -490,11 +494,14 @@ size_t node_placement_drops_take(node_placement *p, node_placement_drop *out, si
     for (size_t seen = 0; n < max && seen < max && p->copy_count > 0; seen++) {
         if (p->copy_cursor >= p->copy_count) p->copy_cursor = 0;
         char *entry = p->copies[p->copy_cursor];
-        const char *bucket = entry, *key = entry + strlen(entry) + 1;
+        int64_t noted = (int64_t)tern_le_get_u64((const uint8_t *)entry);
+        const char *bucket = entry + 8, *key = bucket + strlen(bucket) + 1;
         plc_explanation x;
         int rc = plc_engine_explain(p->engine, bucket, key, now_ms, &x);
         plc_reason why = rc == 0 ? x.regions[p->local_region].reason : PLC_REASON_NONE;
-        if (why == PLC_REASON_DEMAND || why == PLC_REASON_PINNED) {
+        /* A replica the origin sent ahead of any read here gets a half-life to be read. */
+        bool young = rc == TERN_ENOTFOUND && now_ms - noted < p->half_life_ms;
+        if (why == PLC_REASON_DEMAND || why == PLC_REASON_PINNED || young) {
             p->copy_cursor++;
             continue;
         }

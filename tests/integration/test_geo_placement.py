@@ -74,6 +74,13 @@ def visible(client, bucket, key):
         return False
 
 
+def body_or_none(node, key, bucket="ahead"):
+    try:
+        return node.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    except Exception:  # noqa: BLE001 - not there yet
+        return None
+
+
 def make_bucket(regions, name, policy=None):
     us = regions["us-east"]
     us.client().create_bucket(Bucket=name)
@@ -165,3 +172,26 @@ def test_a_remote_read_fails_over_to_another_holder(regions):
     with pytest.raises(Exception) as err:
         ap.client().get_object(Bucket="twice", Key="obj")["Body"].read()
     assert ternlib.http_status(err.value) == 503, err.value
+
+
+def test_a_shipped_replica_nobody_reads_is_dropped_once_the_policy_allows(regions):
+    us, eu, ap = (regions[r] for r in REGIONS)
+    make_bucket(regions, "relaxed", {"min_regions": 2})
+    data = ternlib.random_bytes(BLOCK + 5, seed=77)
+    us.client().put_object(Bucket="relaxed", Key="obj", Body=data)
+    ternlib.wait_until(lambda: visible(ap.client(), "relaxed", "obj") and
+                       visible(eu.client(), "relaxed", "obj"), 30, what="the manifest everywhere")
+    # min_regions 2: placement shipped it to one more region, which keeps it while the policy
+    # says two.
+    second = [n for n in (eu, ap) if held(n, data) == 2]
+    assert len(second) == 1, "not exactly one region besides us-east holds the blocks"
+    assert held(us, data) == 2
+    # The policy relaxes: nobody reads the object there, so after a demand half-life (2 s here)
+    # that region drops its replica; us-east, the origin, keeps it.
+    r = signer(us).request("PUT", "/_tern/buckets/relaxed/policy",
+                           body=json.dumps({"min_regions": 1}).encode())
+    assert r.status == 200, r
+    ternlib.wait_until(lambda: held(second[0], data) == 0, 60,
+                       what="the unread replica to be dropped")
+    assert held(us, data) == 2
+    assert ap.client().get_object(Bucket="relaxed", Key="obj")["Body"].read() == data
