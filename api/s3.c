@@ -46,6 +46,21 @@ static const char *lookup_secret(void *ctx, const char *access_key)
     return NULL;
 }
 
+static bool geo_only_key(const api_server *s, const char *access_key)
+{
+    for (size_t i = 0; i < s->cred_count; i++)
+        if (strcmp(s->creds[i].access_key, access_key) == 0) return s->creds[i].geo_only;
+    return false;
+}
+
+/* What another region's nodes call: shipping, remote reads, journals. */
+static bool geo_op(int op)
+{
+    return op == API_OP_GEO_BLOCK || op == API_OP_GEO_APPLY || op == API_OP_GEO_RECEIVED ||
+           op == API_OP_GEO_BLOCK_GET || op == API_OP_GEO_HAVE || op == API_OP_GEO_MARK ||
+           op == API_OP_GEO_STATUS || op == API_OP_GEO_JOURNAL;
+}
+
 /* Splits the request target into raw path and raw query; accepts absolute-form targets. */
 static int split_url(api__req *r)
 {
@@ -322,6 +337,13 @@ void api__s3_headers_done(api__req *r)
         return;
     }
     r->op = route(r);
+    if (geo_only_key(r->server, r->auth.access_key) && !geo_op(r->op)) {
+        api__respond_error(r, "AccessDenied",
+                           "The deployment key may only call the cross-region /_tern/geo "
+                           "endpoints.");
+        refuse(r);
+        return;
+    }
     if (r->op == API_OP_UNKNOWN) {
         api__respond_error(r, "InvalidRequest", "Unknown admin endpoint.");
         refuse(r);

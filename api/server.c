@@ -988,7 +988,7 @@ static int split_host_port(const char *listen, char *host, size_t host_len, int 
 
 static int load_credentials(api_server *s, const node_config *cfg)
 {
-    size_t n = 1 + cfg->key_count;
+    size_t n = 2 + cfg->key_count;
     s->creds = calloc(n, sizeof *s->creds);
     if (s->creds == NULL) return TERN_ENOMEM;
     if (cfg->root_access_key && cfg->root_secret_key) {
@@ -999,6 +999,13 @@ static int load_credentials(api_server *s, const node_config *cfg)
     for (size_t i = 0; i < cfg->key_count; i++) {
         s->creds[s->cred_count].access_key = strdup(cfg->keys[i].access_key);
         s->creds[s->cred_count].secret_key = strdup(cfg->keys[i].secret_key);
+        s->cred_count++;
+    }
+    /* The deployment key other regions sign with: it opens the geo endpoints, nothing else. */
+    if (cfg->geo_access_key && cfg->geo_secret_key) {
+        s->creds[s->cred_count].access_key = strdup(cfg->geo_access_key);
+        s->creds[s->cred_count].secret_key = strdup(cfg->geo_secret_key);
+        s->creds[s->cred_count].geo_only = true;
         s->cred_count++;
     }
     return 0;

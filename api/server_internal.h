@@ -108,6 +108,7 @@ typedef struct api__get api__get;
 typedef struct {
     char *access_key;
     char *secret_key;
+    bool geo_only; /* the deployment key: cross-region endpoints only */
 } api__cred;
 
 struct api_server {

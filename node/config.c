@@ -103,6 +103,12 @@ static const opt_desc option_table[] = {
      FIELD(root_access_key), 0, 0, "none", "root access key id (set with --root-secret-key)"},
     {"root-secret-key", "SECRET", NULL, "TERN_ROOT_SECRET_KEY", "root_secret_key", KIND_SECRET,
      FIELD(root_secret_key), 0, 0, "none", "root secret key (at least 8 characters)"},
+    {"geo-access-key", "KEY", NULL, "TERN_GEO_ACCESS_KEY", "geo_access_key", KIND_ACCESS,
+     FIELD(geo_access_key), 0, 0, "none",
+     "deployment key the regions sign cross-region requests with (only /_tern/geo/* accepts "
+     "it); default: the root key"},
+    {"geo-secret-key", "SECRET", NULL, "TERN_GEO_SECRET_KEY", "geo_secret_key", KIND_SECRET,
+     FIELD(geo_secret_key), 0, 0, "none", "the deployment key's secret (at least 8 characters)"},
     {"key", "ACCESS:SECRET", NULL, "TERN_KEYS", "keys", KIND_KEY, FIELD(keys), 0, 0, "none",
      "an extra credential; repeatable. TERN_KEYS takes a comma-separated list, the file\n"
      "      \"keys\": [{\"access_key\": ..., \"secret_key\": ...}]; a higher layer replaces\n"
@@ -785,6 +791,13 @@ static int check_group_config(load_ctx *ctx)
 static int check_config(load_ctx *ctx)
 {
     const node_config *cfg = ctx->cfg;
+    if ((cfg->geo_access_key == NULL) != (cfg->geo_secret_key == NULL)) {
+        tern_errmsg(ctx->errmsg, ctx->errmsg_len,
+                    "geo credentials: %s is set but %s is not (both or neither)",
+                    cfg->geo_access_key ? "geo access key" : "geo secret key",
+                    cfg->geo_access_key ? "the geo secret key" : "the geo access key");
+        return TERN_EINVAL;
+    }
     if ((cfg->root_access_key == NULL) != (cfg->root_secret_key == NULL)) {
         tern_errmsg(ctx->errmsg, ctx->errmsg_len,
                     "root credentials: %s is set but %s is not (both or neither)",
@@ -845,6 +858,8 @@ void node_config_free(node_config *cfg)
     free(cfg->region);
     free(cfg->root_access_key);
     free(cfg->root_secret_key);
+    free(cfg->geo_access_key);
+    free(cfg->geo_secret_key);
     free(cfg->log_level);
     free(cfg->peers);
     free(cfg->peer_listen);

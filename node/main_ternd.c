@@ -225,6 +225,17 @@ static void on_server_drained(void *ctx)
         on_group_closed(d);
 }
 
+/* What this node signs cross-region requests with: the deployment key, else the root key. */
+static const char *geo_key(const ternd *d)
+{
+    return d->cfg.geo_access_key ? d->cfg.geo_access_key : d->cfg.root_access_key;
+}
+
+static const char *geo_secret(const ternd *d)
+{
+    return d->cfg.geo_secret_key ? d->cfg.geo_secret_key : d->cfg.root_secret_key;
+}
+
 /* Regions of the topology, other than this one, that this node can ship to (they have an S3
  * endpoint). Without any, the region neither logs nor ships its changes. */
 static size_t geo_peer_count(const ternd *d)
@@ -397,8 +408,8 @@ static int start(ternd *d)
                                    .topology = &d->topology,
                                    .local_region =
                                        (uint32_t)node_topology_region(&d->topology, d->cfg.region),
-                                   .access_key = d->cfg.root_access_key,
-                                   .secret_key = d->cfg.root_secret_key,
+                                   .access_key = geo_key(d),
+                                   .secret_key = geo_secret(d),
                                    .egress = d->egress,
                                    .placement = d->placement,
                                    .rate_bytes_per_s = d->cfg.geo_ship_bytes_per_second,

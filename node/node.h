@@ -520,6 +520,8 @@ typedef struct {
     uint64_t gc_grace_ms; /* --gc-grace-ms: orphan blocks are collected after this; 1 h */
     bool join;            /* --join: start with an empty configuration and wait to be added */
     char *topology;       /* --topology FILE, TERN_TOPOLOGY: the topology document; default none */
+    char *geo_access_key; /* --geo-access-key: the deployment key for cross-region requests */
+    char *geo_secret_key;
 } node_config;
 
 /*

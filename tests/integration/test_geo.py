@@ -11,8 +11,14 @@ import ternlib
 REGIONS = ["us-east", "eu-west"]
 
 
-@pytest.fixture
-def regions(tmp_path):
+GEO_KEY, GEO_SECRET = "geodeploykey", "geo-deployment-secret"
+
+
+@pytest.fixture(params=["root", "deployment-key"])
+def regions(tmp_path, request):
+    # Every test runs twice: regions signing with the root key, and with a deployment key.
+    extra = [] if request.param == "root" else ["--geo-access-key", GEO_KEY,
+                                                "--geo-secret-key", GEO_SECRET]
     ports = {r: ternlib.free_port() for r in REGIONS}
     topology = tmp_path / "topology.json"
     topology.write_text(json.dumps({
@@ -24,7 +30,7 @@ def regions(tmp_path):
     for r in REGIONS:
         os.makedirs(tmp_path / f"logs-{r}")
         nodes[r] = ternlib.Ternd(tmp_path / f"data-{r}", tmp_path / f"logs-{r}",
-                                 extra_args=["--topology", str(topology), "--region", r])
+                                 extra_args=["--topology", str(topology), "--region", r] + extra)
         nodes[r].start(port=ports[r])
     yield nodes
     for n in nodes.values():
@@ -147,3 +153,19 @@ def test_a_region_that_lost_its_state_is_reseeded(regions):
     a.put_object(Bucket="reseed", Key="after", Body=b"after the re-seed")
     ternlib.wait_until(lambda: body_or_none(b, "reseed", "after") == b"after the re-seed", 30,
                        what="a later write in eu-west")
+
+
+def test_the_deployment_key_opens_only_the_geo_endpoints(regions):
+    node = regions["us-east"]
+    geo = ternlib.Signer(node.hostport, GEO_KEY, GEO_SECRET)
+    r = geo.request("GET", "/_tern/geo/status")
+    if "--geo-access-key" not in node.extra_args:
+        assert r.status == 403, r  # not configured: an unknown key
+        return
+    assert r.status == 200, r
+    # Anything else is refused: S3 operations and the other admin endpoints.
+    for method, path in (("GET", "/"), ("PUT", "/stolen"), ("GET", "/_tern/egress"),
+                         ("GET", "/_tern/placement/stats")):
+        r = geo.request(method, path)
+        assert r.status == 403 and r.s3_code == "AccessDenied", (method, path, r)
+        assert b"deployment key" in r.body, r
