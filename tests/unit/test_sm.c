@@ -381,7 +381,7 @@ static int deliver_one(void *ctx, uint64_t index, const void *rec, size_t len)
     uint8_t *c;
     size_t n;
     assert_int_equal(
-        node_sm_encode_geo_apply(region, index, hlc, 0, true, change, change_len, &c, &n), 0);
+        node_sm_encode_geo_apply(region, index, hlc, 0, true, false, change, change_len, &c, &n), 0);
     assert_int_equal(apply(&d->to->x, 0, 0, c, n), 0);
     d->last = index;
     d->applied++;
@@ -541,7 +541,7 @@ static int deliver(region_fix *to, const grabbed *gr)
     uint8_t *c;
     size_t n;
     assert_int_equal(
-        node_sm_encode_geo_apply(region, gr->index, hlc, 0, true, change, change_len, &c, &n), 0);
+        node_sm_encode_geo_apply(region, gr->index, hlc, 0, true, false, change, change_len, &c, &n), 0);
     return apply(&to->x, 0, 0, c, n);
 }
 
@@ -601,15 +601,15 @@ static void test_geo_tombstones_are_collected_once_passed(void **state)
     /* Marks: b learns a's bound; an older mark does not lower it. */
     uint32_t from_a = node_sm_region_id("us-east");
     uint64_t index, bound;
-    assert_int_equal(node_sm_encode_geo_mark(from_a, 5000, &c, &n), 0);
+    assert_int_equal(node_sm_encode_geo_mark(from_a, 5000, 0, &c, &n), 0);
     assert_int_equal(apply(&b.x, 0, 0, c, n), 0);
-    assert_int_equal(node_sm_encode_geo_mark(from_a, 4000, &c, &n), 0);
+    assert_int_equal(node_sm_encode_geo_mark(from_a, 4000, 0, &c, &n), 0);
     assert_int_equal(apply(&b.x, 0, 0, c, n), 0);
     assert_int_equal(node_geo_received_get(b.x.f.s, from_a, &index, &bound), 0);
     assert_int_equal(index, 0);
     assert_int_equal(bound, 5000);
     /* A region's own mark echoed back is refused. */
-    assert_int_equal(node_sm_encode_geo_mark(node_sm_region_id("eu-west"), 6000, &c, &n), 0);
+    assert_int_equal(node_sm_encode_geo_mark(node_sm_region_id("eu-west"), 6000, 0, &c, &n), 0);
     assert_int_equal(apply(&b.x, 0, 0, c, n), TERN_EINVAL);
     region_close(&a);
     region_close(&b);
