@@ -18,6 +18,10 @@
 #define SOURCE_REF_BYTES        1e6
 #define SOURCE_USD_PER_MS       1e-7
 #define SOURCE_OBSERVATIONS_MAX 32.0 /* the running means forget beyond this many */
+/* Below this a transfer's time is fixed costs (connection, request, scheduling), not
+ * throughput: scaled up to the reference size, 2 ms on a 20-byte read would read as 2 s/MB
+ * and outweigh a $0.07/GB price gap (measured by bench/geo). Such transfers teach nothing. */
+#define SOURCE_MIN_BYTES 65536
 
 uint32_t plc_engine_choose_source(plc_engine *e, uint32_t reader, plc_mask holders)
 {
@@ -52,9 +56,9 @@ void plc_engine_observe_transfer(plc_engine *e, uint32_t from, uint32_t to, uint
 {
     assert(e);
     if (from >= e->t.region_count || to >= e->t.region_count || !isfinite(latency_ms)) return;
-    /* The part beyond the pair's RTT is the transfer; scale it to the reference size. Tiny
-     * transfers say little about throughput, so they count as at least a kilobyte. */
-    double mb = TERN_MAX((double)bytes, 1e3) / 1e6;
+    if (bytes < SOURCE_MIN_BYTES) return;
+    /* The part beyond the pair's RTT is the transfer; scale it to the reference size. */
+    double mb = (double)bytes / 1e6;
     double x = TERN_MAX(latency_ms - e->t.rtt_ms[from][to], 0.0) / mb * (SOURCE_REF_BYTES / 1e6);
     plc__link *l = &e->links[from][to];
     l->n = TERN_MIN(l->n + 1, SOURCE_OBSERVATIONS_MAX);

@@ -681,6 +681,12 @@ static void test_source_selection(void **state)
     for (int i = 0; i < 50; i++)
         plc_engine_observe_transfer(e, 2, 3, 1000000, 300);
     assert_int_equal(plc_engine_choose_source(e, 3, 0x7), 2);
+    /* Tiny transfers teach nothing: fixed costs on a 20-byte read, scaled to a megabyte,
+     * would make region 2 look slow enough to lose its price advantage (seen live). */
+    for (int i = 0; i < 50; i++)
+        plc_engine_observe_transfer(e, 2, 3, 20, 300 + 2);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(plc_engine_choose_source(e, 3, 0x7), 2);
     /* A holder in the reader's region serves locally; a single holder serves. */
     assert_int_equal(plc_engine_choose_source(e, 3, 0x9), 3);
     assert_int_equal(plc_engine_choose_source(e, 3, 0x2), 1);
