@@ -254,32 +254,26 @@ static uint32_t put_target(ship_peer *p, uint64_t index, const char *bucket, con
     return mask;
 }
 
-/* Of the manifest's blocks, marks in need[] those the peer lacks; false when it cannot say. */
-static bool peer_lacks(ship_peer *p, const node_manifest *m, bool *need)
+/* Of the ids, marks in need[] those the peer lacks (one request); false when it cannot say. */
+static bool peer_lacks(ship_peer *p, const node_block_id *ids, size_t count, bool *need)
 {
-    node__buf ids = {0};
-    for (size_t i = 0; i < m->block_count; i++)
-        node__buf_bytes(&ids, m->blocks[i].id.bytes, NODE_BLOCK_ID_BYTES);
-    if (ids.failed) {
-        node__buf_free(&ids);
-        return false;
-    }
+    if (count == 0) return true;
     body b = {0};
-    long status = request(p, "POST", "/_tern/geo/have", ids.data, ids.len, NULL, &b);
-    node__buf_free(&ids);
-    bool ok = status == 200 && b.len == m->block_count;
-    for (size_t i = 0; ok && i < m->block_count; i++)
+    long status = request(p, "POST", "/_tern/geo/have", ids, count * sizeof *ids, NULL, &b);
+    bool ok = status == 200 && b.len == count;
+    for (size_t i = 0; ok && i < count; i++)
         need[i] = b.data[i] != '1';
     free(b.data);
     return ok;
 }
 
-/* Sends the blocks of an object put (record at index) that the peer needs, if the peer is in
- * its target set; *holders gets the set. false on any failure. */
-static bool ship_blocks(ship_peer *p, uint64_t index, const void *rec, size_t rec_len,
-                        uint32_t *holders)
+/* The target set of an object put record (0 for other changes, or every region) and, when
+ * the peer is in it, its manifest (*m, caller frees). false for a malformed record. */
+static bool plan_blocks(ship_peer *p, uint64_t index, const void *rec, size_t rec_len,
+                        uint32_t *holders, node_manifest **m)
 {
     *holders = 0;
+    *m = NULL;
     uint64_t hlc;
     uint32_t region;
     const uint8_t *cmd;
@@ -297,25 +291,32 @@ static bool ship_blocks(ship_peer *p, uint64_t index, const void *rec, size_t re
         names[i][n] = '\0';
         q += 4 + n;
     }
-    node_manifest *m = NULL;
-    if (node__manifest_decode((const char *)q, (size_t)(end - q), &m) != 0) return false;
-    *holders = put_target(p, index, names[0], names[1], m->size_bytes);
+    if (node__manifest_decode((const char *)q, (size_t)(end - q), m) != 0) return false;
+    *holders = put_target(p, index, names[0], names[1], (*m)->size_bytes);
     if (*holders != 0 && !(*holders & (1u << p->index))) {
-        node_manifest_free(m); /* placement keeps this version out of the peer's region */
-        return true;
+        node_manifest_free(*m); /* placement keeps this version out of the peer's region */
+        *m = NULL;
     }
-    bool *need = calloc(m->block_count ? m->block_count : 1, sizeof *need);
-    bool ok = need != NULL && peer_lacks(p, m, need);
-    for (size_t i = 0; ok && i < m->block_count; i++) {
+    return true;
+}
+
+/* Sends the blocks among ids that the peer lacks, each once; false on any failure. */
+static bool ship_blocks(ship_peer *p, const node_block_id *ids, size_t count)
+{
+    bool *need = calloc(count ? count : 1, sizeof *need);
+    bool ok = need != NULL && peer_lacks(p, ids, count, need);
+    for (size_t i = 0; ok && i < count; i++) {
         if (!need[i]) continue;
+        for (size_t j = i + 1; j < count; j++) /* the same block twice in one batch */
+            if (memcmp(ids[j].bytes, ids[i].bytes, sizeof ids[i].bytes) == 0) need[j] = false;
         void *data = NULL;
         size_t len = 0;
-        if (node_store_block_get(p->ship->store, &m->blocks[i].id, true, &data, &len) != 0) {
+        if (node_store_block_get(p->ship->store, &ids[i], true, &data, &len) != 0) {
             ok = false;
             break;
         }
         char hex[65], path[128];
-        tern_hex(m->blocks[i].id.bytes, 32, hex);
+        tern_hex(ids[i].bytes, 32, hex);
         snprintf(path, sizeof path, "/_tern/geo/block?id=%s", hex);
         body b = {0};
         long status = request(p, "POST", path, data, len, NULL, &b);
@@ -327,7 +328,6 @@ static bool ship_blocks(ship_peer *p, uint64_t index, const void *rec, size_t re
         free(data);
     }
     free(need);
-    node_manifest_free(m);
     return ok;
 }
 
@@ -406,15 +406,35 @@ static void send_mark(ship_peer *p, uint64_t hlc)
  * re-seed's without moving the peer's high-water index). 0, or -1 on a failure. */
 static int send_batch(ship_peer *p, batch *b, bool reseed)
 {
-    /* Blocks first, so the manifests that name them can apply. */
+    /* Blocks first, so the manifests that name them can apply: every block of the batch's
+     * puts that the peer is a target of, asked about in one request. */
+    node_block_id *ids = NULL;
+    size_t id_count = 0, id_cap = 0;
+    bool ok = true;
     uint8_t *q = b->records.data;
-    for (size_t i = 0; i < b->count; i++) {
+    for (size_t i = 0; ok && i < b->count; i++) {
         uint32_t len = tern_le_get_u32(q);
         uint32_t holders;
-        if (!ship_blocks(p, reseed ? 0 : b->index[i], q + 4 + 12, len - 12, &holders)) return -1;
+        node_manifest *m = NULL;
+        ok = plan_blocks(p, reseed ? 0 : b->index[i], q + 4 + 12, len - 12, &holders, &m);
         tern_le_put_u32(q + 4 + 8, holders);
         q += 4 + len;
+        if (!ok || m == NULL) continue;
+        if (id_count + m->block_count > id_cap) {
+            size_t cap = TERN_MAX(id_cap * 2, id_count + m->block_count + 16);
+            node_block_id *grown = realloc(ids, cap * sizeof *grown);
+            if (grown == NULL)
+                ok = false;
+            else
+                ids = grown, id_cap = cap;
+        }
+        for (size_t k = 0; ok && k < m->block_count; k++)
+            ids[id_count++] = m->blocks[k].id;
+        node_manifest_free(m);
     }
+    if (ok) ok = ship_blocks(p, ids, id_count);
+    free(ids);
+    if (!ok) return -1;
     body out = {0};
     long status = request(
         p, "POST", reseed ? "/_tern/geo/apply?format=2&reseed=1" : "/_tern/geo/apply?format=2",
