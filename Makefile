@@ -3,7 +3,7 @@ BUILD ?= build
 GENERATOR ?= Ninja
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run run-regions run-single run-cluster demo test unit integration deps-bench bench bench-raft bench-placement fuzz format clean
+.PHONY: all deps configure build run run-regions run-single run-cluster demo test unit integration deps-bench bench bench-raft bench-placement bench-geo fuzz format clean
 
 all: build
 
@@ -56,6 +56,7 @@ bench: deps-bench build
 	bash bench/s3_single_node/run.sh
 	bash bench/raft_vs_etcd/run.sh
 	BUILD_DIR=$(BUILD) bash bench/placement/run.sh
+	BIN_DIR=$(BUILD) bash bench/geo/run.sh
 
 # 3-node tern region against 3-member etcd 3.4 (wrk, fsync on), then leader failover.
 bench-raft: deps-bench build
@@ -65,6 +66,11 @@ bench-raft: deps-bench build
 # and its speed and memory (bench/placement/README.md).
 bench-placement: build
 	BUILD_DIR=$(BUILD) bash bench/placement/run.sh
+
+# Three live regions through the WAN proxy replaying a synthetic geo trace, against ternctl sim's
+# prediction for it (bench/geo/README.md).
+bench-geo: build
+	BIN_DIR=$(BUILD) bash bench/geo/run.sh
 
 # libFuzzer drivers (tests/fuzz), FUZZ_SECONDS each; crashes are saved under build-fuzz/.
 FUZZ_SECONDS ?= 60
