@@ -300,8 +300,10 @@ static bool plan_blocks(ship_peer *p, uint64_t index, const void *rec, size_t re
     return true;
 }
 
-/* Sends the blocks among ids that the peer lacks, each once; false on any failure. */
-static bool ship_blocks(ship_peer *p, const node_block_id *ids, size_t count)
+/* Sends the blocks among ids that the peer lacks, each once, counted as egress of cause;
+ * false on any failure. */
+static bool ship_blocks(ship_peer *p, const node_block_id *ids, size_t count,
+                        node_egress_cause cause)
 {
     bool *need = calloc(count ? count : 1, sizeof *need);
     bool ok = need != NULL && peer_lacks(p, ids, count, need);
@@ -322,8 +324,7 @@ static bool ship_blocks(ship_peer *p, const node_block_id *ids, size_t count)
         long status = request(p, "POST", path, data, len, NULL, &b);
         free(b.data);
         if (status == 200 && p->ship->egress)
-            node_egress_record(p->ship->egress, p->ship->local_index, p->index,
-                               NODE_EGRESS_REPLICATION, len);
+            node_egress_record(p->ship->egress, p->ship->local_index, p->index, cause, len);
         ok = status == 200;
         free(data);
     }
@@ -432,7 +433,9 @@ static int send_batch(ship_peer *p, batch *b, bool reseed)
             ids[id_count++] = m->blocks[k].id;
         node_manifest_free(m);
     }
-    if (ok) ok = ship_blocks(p, ids, id_count);
+    /* A re-seed re-copies what the peer lost: repair, not replication of new writes. */
+    if (ok)
+        ok = ship_blocks(p, ids, id_count, reseed ? NODE_EGRESS_REPAIR : NODE_EGRESS_REPLICATION);
     free(ids);
     if (!ok) return -1;
     body out = {0};
@@ -440,8 +443,8 @@ static int send_batch(ship_peer *p, batch *b, bool reseed)
         p, "POST", reseed ? "/_tern/geo/apply?format=2&reseed=1" : "/_tern/geo/apply?format=2",
         b->records.data, b->records.len, "application/octet-stream", &out);
     if (status == 200 && p->ship->egress)
-        node_egress_record(p->ship->egress, p->ship->local_index, p->index, NODE_EGRESS_REPLICATION,
-                           b->records.len);
+        node_egress_record(p->ship->egress, p->ship->local_index, p->index,
+                           reseed ? NODE_EGRESS_REPAIR : NODE_EGRESS_REPLICATION, b->records.len);
     if (status != 200)
         node_log(NODE_LOG_WARN, "geo", "region %s refused %zu change(s) (HTTP %ld): %.200s",
                  p->name, b->count, status, out.data ? out.data : "no answer");

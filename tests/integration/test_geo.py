@@ -150,6 +150,10 @@ def test_a_region_that_lost_its_state_is_reseeded(regions):
                        60, what="eu-west to be re-seeded")
     assert body_or_none(b, "reseed", "k0") is None
     assert "re-seeding it with this region's current state" in us.log_text()
+    # What us-east sent again is counted as repair, not as replication of new writes.
+    doc = json.loads(ternlib.Signer(us.hostport, us.access_key, us.secret_key)
+                     .request("GET", "/_tern/egress").body)
+    assert doc["by_cause"]["repair"]["bytes"] > 0, doc["by_cause"]
     a.put_object(Bucket="reseed", Key="after", Body=b"after the re-seed")
     ternlib.wait_until(lambda: body_or_none(b, "reseed", "after") == b"after the re-seed", 30,
                        what="a later write in eu-west")

@@ -4,6 +4,7 @@ are dropped, and bucket policies hold at every observation."""
 import hashlib
 import json
 import os
+import time
 
 import pytest
 
@@ -195,3 +196,59 @@ def test_a_shipped_replica_nobody_reads_is_dropped_once_the_policy_allows(region
                        what="the unread replica to be dropped")
     assert held(us, data) == 2
     assert ap.client().get_object(Bucket="relaxed", Key="obj")["Body"].read() == data
+
+
+def test_a_read_continues_from_another_holder_when_its_source_dies_mid_stream(regions):
+    us, eu, ap = (regions[r] for r in REGIONS)
+    make_bucket(regions, "midway", {"min_regions": 2, "allowed_regions": ["us-east", "eu-west"]})
+    data = ternlib.random_bytes(10 * BLOCK + 9, seed=5)
+    us.client().put_object(Bucket="midway", Key="big", Body=data)
+    ternlib.wait_until(lambda: visible(ap.client(), "midway", "big"), 30, what="the manifest")
+    ternlib.wait_until(lambda: held(eu, data) == 11, 30, what="eu-west's copy")
+
+    def remote_from():
+        flows = egress(ap)["flows"]
+        return {f["from"]: f["bytes"] for f in flows
+                if f["to"] == "ap-southeast" and f["cause"] == "remote_read" and f["bytes"]}
+    body = ap.client().get_object(Bucket="midway", Key="big")["Body"]
+    first = body.read(BLOCK)  # the stream has started: at least its first block came
+    sources = remote_from()
+    assert len(sources) == 1, sources
+    source = regions[next(iter(sources))]
+    source.kill()  # the holder serving the read dies mid-stream
+    rest = body.read()
+    assert first + rest == data
+    # The blocks after the death came from the other holder.
+    assert len(remote_from()) == 2, remote_from()
+    source.start(port=source.port)
+
+
+def test_the_ship_rate_bounds_what_a_leader_sends_each_region(tmp_path):
+    # Two of the three regions run (ap-southeast stays down): us-east's second copy goes to
+    # eu-west, the cheapest to ship to.
+    ports = {r: ternlib.free_port() for r in REGIONS}
+    topology = tmp_path / "topology.json"
+    topology.write_text(json.dumps(topology_doc(ports, {"*": {"min_regions": 2}})))
+    nodes = {}
+    try:
+        for r in REGIONS[:2]:
+            os.makedirs(tmp_path / f"logs-{r}")
+            nodes[r] = ternlib.Ternd(tmp_path / f"data-{r}", tmp_path / f"logs-{r}",
+                                     extra_args=["--topology", str(topology), "--region", r,
+                                                 "--geo-ship-rate", "256K"])
+            nodes[r].start(port=ports[r])
+        us, eu = nodes["us-east"], nodes["eu-west"]
+        us.client().create_bucket(Bucket="slow")
+        ternlib.wait_until(lambda: visible(eu.client(), "slow", "x") or
+                           any(b["Name"] == "slow" for b in eu.client().list_buckets()["Buckets"]),
+                           30, what="the bucket in eu-west")
+        data = ternlib.random_bytes(BLOCK, seed=8)
+        us.client().put_object(Bucket="slow", Key="x", Body=data)
+        start = time.monotonic()
+        ternlib.wait_until(lambda: held(eu, data) == 1, 60, what="the block in eu-west")
+        # 1 MiB at 256 KiB/s takes four seconds; without the bound, milliseconds on loopback.
+        assert time.monotonic() - start >= 3.0
+    finally:
+        for n in nodes.values():
+            if n.running():
+                assert n.stop() == 0, n.log_tail()
