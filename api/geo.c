@@ -21,6 +21,8 @@
  *   POST /_tern/geo/apply?format=2 the same with u32 holders (the topology
  *                                  regions the blocks of a put went to)
  *                                  after each index;
+ *   POST /_tern/geo/blocks         several blocks (id | u32 length | bytes,
+ *                                  repeated), each checked, then committed;
  *   POST /_tern/geo/have           ids (32 bytes each): answers one byte
  *                                  per id, '1' stored here, '0' not (the
  *                                  shipper sends only the missing ones);
@@ -76,6 +78,46 @@ static void block_work(void *arg)
         return;
     }
     j->rc = node_cmd_block_put(r->server->group, &id, r->body.data, r->body.len);
+}
+
+/* Several blocks in one request: id[32] | u32 length | bytes, repeated. Each is checked
+ * against its id before any is committed (a damaged batch stores nothing); those already
+ * here are skipped. */
+static void blocks_work(void *arg)
+{
+    geo_job *j = arg;
+    api__req *r = j->r;
+    const uint8_t *p = (const uint8_t *)r->body.data, *end = p + r->body.len;
+    for (const uint8_t *q = p; q < end;) {
+        uint32_t len = end - q >= 36 ? tern_le_get_u32(q + 32) : 0;
+        node_block_id got;
+        if (len == 0 || len > NODE_BLOCK_SIZE_MAX || (size_t)(end - q - 36) < len) {
+            j->s3_code = "InvalidRequest";
+            snprintf(j->message, sizeof j->message, "Malformed batch of blocks.");
+            return;
+        }
+        node_block_hash(q + 36, len, &got);
+        if (memcmp(got.bytes, q, sizeof got.bytes) != 0) {
+            j->s3_code = "BadDigest";
+            snprintf(j->message, sizeof j->message,
+                     "A block's bytes do not hash to its id: it was damaged on the way.");
+            return;
+        }
+        q += 36 + len;
+    }
+    while (p < end && j->rc == 0) {
+        node_block_id id;
+        memcpy(id.bytes, p, sizeof id.bytes);
+        uint32_t len = tern_le_get_u32(p + 32);
+        void *data = NULL;
+        size_t have = 0;
+        if (node_store_block_get(r->server->store, &id, false, &data, &have) == 0)
+            free(data); /* already here: nothing to commit */
+        else
+            j->rc = node_cmd_block_put(r->server->group, &id, p + 36, len);
+        p += 36 + len;
+        j->applied++;
+    }
 }
 
 /* The names of an OBJECT_PUT change (u32 length + bytes each, after version and type). */
@@ -329,6 +371,7 @@ void api__geo_handle(api__req *r)
     assert(j != NULL);
     j->r = r;
     api__work_fn work = r->op == API_OP_GEO_BLOCK       ? block_work
+                        : r->op == API_OP_GEO_BLOCKS    ? blocks_work
                         : r->op == API_OP_GEO_APPLY     ? apply_work
                         : r->op == API_OP_GEO_BLOCK_GET ? block_get_work
                         : r->op == API_OP_GEO_HAVE      ? have_work

@@ -58,7 +58,7 @@ static bool geo_op(int op)
 {
     return op == API_OP_GEO_BLOCK || op == API_OP_GEO_APPLY || op == API_OP_GEO_RECEIVED ||
            op == API_OP_GEO_BLOCK_GET || op == API_OP_GEO_HAVE || op == API_OP_GEO_MARK ||
-           op == API_OP_GEO_STATUS || op == API_OP_GEO_JOURNAL;
+           op == API_OP_GEO_BLOCKS || op == API_OP_GEO_STATUS || op == API_OP_GEO_JOURNAL;
 }
 
 /* Splits the request target into raw path and raw query; accepts absolute-form targets. */
@@ -205,6 +205,8 @@ static int route(const api__req *r)
             return API_OP_GEO_BLOCK_GET;
         if (r->method == HTTP_POST && r->key && strcmp(r->key, "geo/have") == 0)
             return API_OP_GEO_HAVE;
+        if (r->method == HTTP_POST && r->key && strcmp(r->key, "geo/blocks") == 0)
+            return API_OP_GEO_BLOCKS;
         if (r->method == HTTP_POST && r->key && strcmp(r->key, "geo/mark") == 0)
             return API_OP_GEO_MARK;
         if (r->method == HTTP_GET && r->key && strcmp(r->key, "geo/status") == 0)
@@ -373,6 +375,7 @@ void api__s3_headers_done(api__req *r)
     case API_OP_GEO_BLOCK:
     case API_OP_GEO_APPLY:
     case API_OP_GEO_HAVE:
+    case API_OP_GEO_BLOCKS:
         r->body_mode = API_BODY_BUFFER;
         break;
     default:
@@ -426,6 +429,7 @@ void api__s3_handle(api__req *r)
     case API_OP_GEO_RECEIVED:
     case API_OP_GEO_BLOCK_GET:
     case API_OP_GEO_HAVE:
+    case API_OP_GEO_BLOCKS:
     case API_OP_GEO_MARK:
     case API_OP_GEO_STATUS:
     case API_OP_GEO_JOURNAL:

@@ -704,10 +704,11 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     switch (r->body_mode) {
     case API_BODY_BUFFER:
         /* A shipped block or batch of changes is larger than an XML body may be. */
-        size_t max = r->op == API_OP_GEO_BLOCK ? NODE_BLOCK_SIZE_MAX
-                     : r->op == API_OP_GEO_APPLY || r->op == API_OP_GEO_HAVE
-                         ? API_GEO_BATCH_BYTES_MAX
-                         : API_XML_BODY_BYTES_MAX;
+        size_t max =
+            r->op == API_OP_GEO_BLOCK ? NODE_BLOCK_SIZE_MAX
+            : r->op == API_OP_GEO_APPLY || r->op == API_OP_GEO_HAVE || r->op == API_OP_GEO_BLOCKS
+                ? API_GEO_BATCH_BYTES_MAX
+                : API_XML_BODY_BYTES_MAX;
         if (r->body.len + len > max) {
             api__respond_error(r, "MaxMessageLengthExceeded",
                                "The request body is larger than this operation accepts.");

@@ -62,6 +62,7 @@
     X(GEO_RECEIVED, "GeoReceived")                                                                 \
     X(GEO_BLOCK_GET, "GeoBlockGet")                                                                \
     X(GEO_HAVE, "GeoHave")                                                                         \
+    X(GEO_BLOCKS, "GeoBlocks")                                                                     \
     X(GEO_MARK, "GeoMark")                                                                         \
     X(GEO_STATUS, "GeoStatus")                                                                     \
     X(GEO_JOURNAL, "PlacementJournal")                                                             \

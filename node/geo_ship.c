@@ -22,9 +22,10 @@
  *      replicated state, so nothing is skipped or sent twice in effect after
  *      a leader change on either side;
  *   2. read up to BATCH records after it from the local geo log;
- *   3. for each object put whose target set (placement) includes the peer,
- *      ask which of its blocks the peer lacks (POST /_tern/geo/have) and send
- *      those (POST /_tern/geo/block, the receiver checks their SHA-256);
+ *   3. for the object puts whose target set (placement) includes the peer,
+ *      ask in one request which of their blocks the peer lacks
+ *      (POST /_tern/geo/have) and send those, up to 8 MiB per request
+ *      (POST /_tern/geo/blocks, the receiver checks each SHA-256);
  *   4. send the records in order with each put's target set
  *      (POST /_tern/geo/apply?format=2); the peer commits them through its own
  *      group with last-writer-wins, storing the manifest of a put it is not a
@@ -300,13 +301,37 @@ static bool plan_blocks(ship_peer *p, uint64_t index, const void *rec, size_t re
     return true;
 }
 
-/* Sends the blocks among ids that the peer lacks, each once, counted as egress of cause;
+/* Sends what pending holds (POST /_tern/geo/blocks), counted as egress of cause; false on a
+ * failure. Empties it either way. */
+static bool flush_blocks(ship_peer *p, node__buf *pending, node_egress_cause cause)
+{
+    if (pending->len == 0) return true;
+    bool ok = !pending->failed;
+    if (ok) {
+        body b = {0};
+        long status =
+            request(p, "POST", "/_tern/geo/blocks", pending->data, pending->len, NULL, &b);
+        free(b.data);
+        ok = status == 200;
+        if (ok && p->ship->egress)
+            node_egress_record(p->ship->egress, p->ship->local_index, p->index, cause,
+                               pending->len);
+    }
+    node__buf_free(pending);
+    memset(pending, 0, sizeof *pending);
+    return ok;
+}
+
+/* Sends the blocks among ids that the peer lacks, each once, several per request (a round
+ * trip per block bounded shipping at a few puts per second per peer across an ocean);
  * false on any failure. */
+#define BLOCKS_REQUEST_BYTES (8u << 20)
 static bool ship_blocks(ship_peer *p, const node_block_id *ids, size_t count,
                         node_egress_cause cause)
 {
     bool *need = calloc(count ? count : 1, sizeof *need);
     bool ok = need != NULL && peer_lacks(p, ids, count, need);
+    node__buf pending = {0};
     for (size_t i = 0; ok && i < count; i++) {
         if (!need[i]) continue;
         for (size_t j = i + 1; j < count; j++) /* the same block twice in one batch */
@@ -317,17 +342,15 @@ static bool ship_blocks(ship_peer *p, const node_block_id *ids, size_t count,
             ok = false;
             break;
         }
-        char hex[65], path[128];
-        tern_hex(ids[i].bytes, 32, hex);
-        snprintf(path, sizeof path, "/_tern/geo/block?id=%s", hex);
-        body b = {0};
-        long status = request(p, "POST", path, data, len, NULL, &b);
-        free(b.data);
-        if (status == 200 && p->ship->egress)
-            node_egress_record(p->ship->egress, p->ship->local_index, p->index, cause, len);
-        ok = status == 200;
+        if (pending.len > 0 && pending.len + 36 + len > BLOCKS_REQUEST_BYTES)
+            ok = flush_blocks(p, &pending, cause);
+        node__buf_bytes(&pending, ids[i].bytes, NODE_BLOCK_ID_BYTES);
+        node__buf_u32(&pending, (uint32_t)len);
+        node__buf_bytes(&pending, data, len);
         free(data);
     }
+    if (ok) ok = flush_blocks(p, &pending, cause);
+    node__buf_free(&pending);
     free(need);
     return ok;
 }

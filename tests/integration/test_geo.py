@@ -173,3 +173,40 @@ def test_the_deployment_key_opens_only_the_geo_endpoints(regions):
         r = geo.request(method, path)
         assert r.status == 403 and r.s3_code == "AccessDenied", (method, path, r)
         assert b"deployment key" in r.body, r
+
+
+def test_geo_endpoints_refuse_bad_input_and_store_nothing(regions):
+    import hashlib
+    node = regions["eu-west"]
+    s = ternlib.Signer(node.hostport, node.access_key, node.secret_key)
+    good = b"a block that travelled intact"
+    bad = b"a block that was damaged on the way"
+    gid, bid = hashlib.sha256(good).digest(), hashlib.sha256(bad).digest()
+    # A batch with one damaged block stores none of them, the good one included.
+    body = gid + len(good).to_bytes(4, "little") + good + bid + len(bad).to_bytes(4, "little") + \
+        bad[:-1] + b"X"
+    r = s.request("POST", "/_tern/geo/blocks", body=body)
+    assert r.status == 400 and r.s3_code == "BadDigest", r
+    assert s.request("POST", "/_tern/geo/have", body=gid).body == b"0"
+    # Truncated: the length says more than came.
+    r = s.request("POST", "/_tern/geo/blocks", body=gid + (100).to_bytes(4, "little") + good)
+    assert r.status == 400 and r.s3_code == "InvalidRequest", r
+    r = s.request("POST", "/_tern/geo/block", params=[("id", bid.hex())], body=good)
+    assert r.status == 400 and r.s3_code == "BadDigest", r
+    r = s.request("POST", "/_tern/geo/have", body=b"short")
+    assert r.status == 400 and r.s3_code == "InvalidRequest", r
+    r = s.request("GET", "/_tern/geo/block", params=[("id", "nothex")])
+    assert r.status == 400 and r.s3_code == "InvalidArgument", r
+    r = s.request("GET", "/_tern/geo/block", params=[("id", gid.hex())])
+    assert r.status == 404 and r.s3_code == "NoSuchBlock", r
+    r = s.request("POST", "/_tern/geo/apply", params=[("format", "2")], body=b"\x05\x00\x00\x00junk")
+    assert r.status == 400 and r.s3_code == "InvalidRequest", r
+    r = s.request("POST", "/_tern/geo/mark", params=[("origin", "0000000g"), ("hlc", "1")])
+    assert r.status == 400 and r.s3_code == "InvalidArgument", r
+    r = s.request("POST", "/_tern/geo/mark", params=[("origin", "00000001"), ("hlc", "x")])
+    assert r.status == 400 and r.s3_code == "InvalidArgument", r
+    # The good block alone goes in.
+    r = s.request("POST", "/_tern/geo/blocks",
+                  body=gid + len(good).to_bytes(4, "little") + good)
+    assert r.status == 200, r
+    assert s.request("POST", "/_tern/geo/have", body=gid + bid).body == b"10"
