@@ -354,9 +354,12 @@ def test_region_cut_off_catches_up(geo):
 
 def test_leader_killed_while_shipping_loses_nothing(geo):
     bucket = geo.new_bucket(A)
+    # Every region must hold every block (placement would otherwise keep them in us-east and
+    # ship only metadata, which outruns the writes), so that shipping carries the bytes...
+    geo.set_policy(A, bucket, {"min_regions": 3})
     g = geo.groups[A]
     leader = g.leader_node()
-    # Slow us-east's outgoing links so that shipping lags behind the writes.
+    # ...and slow us-east's outgoing links so that shipping lags behind the writes.
     for dst in (B, C):
         geo.set_bandwidth(A, dst, 1 * MIB)
     writes = geolib.Writes()
