@@ -415,6 +415,23 @@ static int apply_manifest_cmd(node_sm *sm, int type, reader *r, names *n)
     return rc;
 }
 
+/* BLOCKS_COLLECT and BLOCKS_DROP: u32 count, ids[32], handed to op. */
+static int apply_block_list(node_sm *sm, reader *r,
+                            int (*op)(node_store *, const node_block_id *, size_t, uint64_t *))
+{
+    uint32_t count = get_u32(r);
+    if (r->bad || (size_t)(r->end - r->p) != (size_t)count * NODE_BLOCK_ID_BYTES)
+        return TERN_EPARSE;
+    node_block_id *ids = malloc(count ? count * sizeof *ids : 1);
+    if (ids == NULL) return TERN_ENOMEM;
+    for (uint32_t i = 0; i < count; i++)
+        memcpy(ids[i].bytes, r->p + (size_t)i * NODE_BLOCK_ID_BYTES, NODE_BLOCK_ID_BYTES);
+    uint64_t done = 0;
+    int rc = op(sm->store, ids, count, &done);
+    free(ids);
+    return rc;
+}
+
 /* Applies one command to the store; returns its result. */
 static int apply_geo(node_sm *sm, reader *r, bool placed);
 static int apply_geo_mark(node_sm *sm, reader *r);
@@ -447,19 +464,8 @@ static int apply_cmd(node_sm *sm, const uint8_t *cmd, size_t len)
         return apply_geo_mark(sm, &r);
     case CMD_GEO_GC:
         return apply_geo_gc(sm, &r);
-    case CMD_BLOCKS_DROP: {
-        uint32_t count = get_u32(&r);
-        if (r.bad || (size_t)(r.end - r.p) != (size_t)count * NODE_BLOCK_ID_BYTES)
-            return TERN_EPARSE;
-        node_block_id *ids = malloc(count ? count * sizeof *ids : 1);
-        if (ids == NULL) return TERN_ENOMEM;
-        for (uint32_t i = 0; i < count; i++)
-            memcpy(ids[i].bytes, r.p + (size_t)i * NODE_BLOCK_ID_BYTES, NODE_BLOCK_ID_BYTES);
-        uint64_t dropped = 0;
-        int rc = node_store_blocks_drop(sm->store, ids, count, &dropped);
-        free(ids);
-        return rc;
-    }
+    case CMD_BLOCKS_DROP:
+        return apply_block_list(sm, &r, node_store_blocks_drop);
     case CMD_GEO_TRIM: {
         uint64_t upto = get_u64(&r);
         if (r.bad || r.p != r.end) return TERN_EPARSE;
@@ -493,19 +499,8 @@ static int apply_cmd(node_sm *sm, const uint8_t *cmd, size_t len)
     case CMD_UPLOAD_COMPLETE:
     case CMD_UPLOAD_ABORT:
         return apply_manifest_cmd(sm, type, &r, &n);
-    case CMD_BLOCKS_COLLECT: {
-        uint32_t count = get_u32(&r);
-        if (r.bad || (size_t)(r.end - r.p) != (size_t)count * NODE_BLOCK_ID_BYTES)
-            return TERN_EPARSE;
-        node_block_id *ids = malloc(count ? count * sizeof *ids : 1);
-        if (ids == NULL) return TERN_ENOMEM;
-        for (uint32_t i = 0; i < count; i++)
-            memcpy(ids[i].bytes, r.p + (size_t)i * NODE_BLOCK_ID_BYTES, NODE_BLOCK_ID_BYTES);
-        uint64_t deleted = 0;
-        int rc = node_store_blocks_collect(sm->store, ids, count, &deleted);
-        free(ids);
-        return rc;
-    }
+    case CMD_BLOCKS_COLLECT:
+        return apply_block_list(sm, &r, node_store_blocks_collect);
     default:
         return TERN_EPARSE;
     }

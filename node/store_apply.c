@@ -209,39 +209,32 @@ int node_store_geolog_trim(node_store *s, uint64_t upto)
     return rc;
 }
 
+typedef struct {
+    int (*fn)(void *ctx, uint64_t index, const void *rec, size_t len);
+    void *ctx;
+} geolog_visit;
+
+static int geolog_entry(void *ctx, const char *key, size_t key_len, const void *value,
+                        size_t value_len)
+{
+    geolog_visit *g = ctx;
+    size_t prefix_len = strlen(GEOLOG_PREFIX);
+    uint8_t be[8];
+    if (key_len != prefix_len + 16 || tern_unhex(key + prefix_len, 16, be) != 0) return 1;
+    uint64_t index = 0;
+    for (int i = 0; i < 8; i++)
+        index = index << 8 | be[i];
+    return g->fn(g->ctx, index, value, value_len);
+}
+
 int node_store_geolog_read(node_store *s, uint64_t after, size_t max,
                            int (*fn)(void *ctx, uint64_t index, const void *rec, size_t len),
                            void *ctx)
 {
     char start[64];
-    size_t start_len = geolog_key(start, after == UINT64_MAX ? after : after + 1);
-    size_t prefix_len = strlen(GEOLOG_PREFIX);
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[NODE__CF_META]);
-    int count = 0;
-    for (rocksdb_iter_seek(it, start, start_len); rocksdb_iter_valid(it) && (size_t)count < max;
-         rocksdb_iter_next(it)) {
-        size_t klen, vlen;
-        const char *k = rocksdb_iter_key(it, &klen);
-        if (klen != prefix_len + 16 || memcmp(k, GEOLOG_PREFIX, prefix_len) != 0) break;
-        uint8_t be[8];
-        if (tern_unhex(k + prefix_len, 16, be) != 0) break;
-        uint64_t index = 0;
-        for (int i = 0; i < 8; i++)
-            index = index << 8 | be[i];
-        const char *v = rocksdb_iter_value(it, &vlen);
-        count++;
-        if (fn(ctx, index, v, vlen) != 0) break;
-    }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    if (err != NULL) {
-        free(err);
-        return TERN_EIO;
-    }
-    return count;
+    geolog_key(start, after);
+    geolog_visit g = {fn, ctx};
+    return node_store_raft_meta_scan(s, GEOLOG_PREFIX, start, max, geolog_entry, &g);
 }
 
 void node_store_apply_stamp_begin(node_store *s, uint64_t index, uint64_t client_id,
