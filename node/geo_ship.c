@@ -820,10 +820,10 @@ static void *drop_main(void *arg)
 {
     node_geo_ship *s = arg;
     const node_topology *t = s->peer_count ? s->peers[0].topology : NULL;
-    node_placement_drop *todo = calloc(DROP_BATCH, sizeof *todo);
+    node_placement_drop *wanted_gone = calloc(DROP_BATCH, sizeof *wanted_gone);
     char gc_cursor[NODE_BUCKET_NAME_MAX + NODE_KEY_BYTES_MAX + 32] = "";
     int64_t gc_last_ms = 0;
-    while (todo && t && !atomic_load(&s->stopping)) {
+    while (wanted_gone && t && !atomic_load(&s->stopping)) {
         nap(s, DROP_WAIT_MS);
         /* A follower drops nothing (only the leader proposes for the region): its list waits. */
         if (!atomic_load(&s->leader)) continue;
@@ -833,14 +833,14 @@ static void *drop_main(void *arg)
         }
         if (s->placement == NULL || s->fetch == NULL) continue;
         pull_journals(s);
-        size_t n = node_placement_drops_take(s->placement, todo, DROP_BATCH, tern_now_ms());
+        size_t n = node_placement_drops_take(s->placement, wanted_gone, DROP_BATCH, tern_now_ms());
         for (size_t i = 0; i < n; i++)
             if (atomic_load(&s->stopping))
-                node_placement_note_copy(s->placement, todo[i].bucket, todo[i].key);
+                node_placement_note_copy(s->placement, wanted_gone[i].bucket, wanted_gone[i].key);
             else
-                try_drop(s, t, todo[i].bucket, todo[i].key);
+                try_drop(s, t, wanted_gone[i].bucket, wanted_gone[i].key);
     }
-    free(todo);
+    free(wanted_gone);
     return NULL;
 }
 
