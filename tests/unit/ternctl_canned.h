@@ -27,6 +27,7 @@
 #include <openssl/sha.h>
 
 #include "ops.h"
+#include "sigv4_check.h"
 
 #define SECRET      "secret-123"
 #define AUTH_PREFIX "Authorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/"
@@ -208,42 +209,6 @@ static inline int clean_env(void **state)
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         unsetenv(vars[i]);
     return 0;
-}
-
-/* ---------------- checking the request ---------------- */
-
-/* The value of header `name` (case-insensitive) in a request head. */
-static inline bool header_value(const char *head, const char *name, char *out, size_t out_len)
-{
-    size_t name_len = strlen(name);
-    for (const char *line = strstr(head, "\r\n"); line != NULL; line = strstr(line + 2, "\r\n")) {
-        const char *p = line + 2;
-        if (strncasecmp(p, name, name_len) != 0 || p[name_len] != ':') continue;
-        p += name_len + 1;
-        while (*p == ' ')
-            p++;
-        size_t len = strcspn(p, "\r");
-        if (len >= out_len) return false;
-        memcpy(out, p, len);
-        out[len] = '\0';
-        return true;
-    }
-    return false;
-}
-
-static inline void hmac_sha256(const void *key, size_t key_len, const char *data, uint8_t out[32])
-{
-    unsigned int out_len = 32;
-    assert_non_null(
-        HMAC(EVP_sha256(), key, (int)key_len, (const uint8_t *)data, strlen(data), out, &out_len));
-}
-
-static inline void sha256_hex(const char *data, char out[65])
-{
-    uint8_t digest[32];
-    SHA256((const uint8_t *)data, strlen(data), digest);
-    for (int i = 0; i < 32; i++)
-        sprintf(out + 2 * i, "%02x", digest[i]);
 }
 
 #endif
