@@ -54,13 +54,13 @@ static uint64_t get_u64(const json_t *obj, const char *key)
 }
 
 /* Reals and integers alike (jansson reads "1" as an integer); NAN when absent. */
-static double get_number(const json_t *obj, const char *key)
+double ops__json_number(const json_t *obj, const char *key)
 {
     const json_t *v = json_object_get(obj, key);
     return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
-static const char *get_string(const json_t *obj, const char *key)
+const char *ops__json_string(const json_t *obj, const char *key)
 {
     const char *s = json_string_value(json_object_get(obj, key));
     return s != NULL ? s : "-";
@@ -73,8 +73,8 @@ static void print_flows(FILE *out, const json_t *flows)
     const json_t *flow;
     json_array_foreach(flows, i, flow)
     {
-        from_width = TERN_MAX(from_width, (int)strlen(get_string(flow, "from")));
-        to_width = TERN_MAX(to_width, (int)strlen(get_string(flow, "to")));
+        from_width = TERN_MAX(from_width, (int)strlen(ops__json_string(flow, "from")));
+        to_width = TERN_MAX(to_width, (int)strlen(ops__json_string(flow, "to")));
     }
     if (json_array_size(flows) == 0) {
         fprintf(out, "No bytes have crossed regions yet.\n");
@@ -85,11 +85,12 @@ static void print_flows(FILE *out, const json_t *flows)
     json_array_foreach(flows, i, flow)
     {
         char usd[CELL_BYTES_MAX], price[CELL_BYTES_MAX];
-        ops__format_usd(get_number(flow, "usd"), usd, sizeof usd);
-        ops__format_usd(get_number(flow, "usd_per_gb"), price, sizeof price);
-        fprintf(out, "%-*s  %-*s  %-11s  %20llu  %14s  %s\n", from_width, get_string(flow, "from"),
-                to_width, get_string(flow, "to"), get_string(flow, "cause"),
-                (unsigned long long)get_u64(flow, "bytes"), usd, price);
+        ops__format_usd(ops__json_number(flow, "usd"), usd, sizeof usd);
+        ops__format_usd(ops__json_number(flow, "usd_per_gb"), price, sizeof price);
+        fprintf(out, "%-*s  %-*s  %-11s  %20llu  %14s  %s\n", from_width,
+                ops__json_string(flow, "from"), to_width, ops__json_string(flow, "to"),
+                ops__json_string(flow, "cause"), (unsigned long long)get_u64(flow, "bytes"), usd,
+                price);
     }
 }
 
@@ -100,12 +101,12 @@ static void print_totals(FILE *out, const json_t *root)
     fprintf(out, "%-11s  %20s  %14s\n", "CAUSE", "BYTES", "USD");
     for (size_t c = 0; c < TERN_ARRAY_LEN(causes); c++) {
         const json_t *flow = json_object_get(by_cause, causes[c]);
-        ops__format_usd(get_number(flow, "usd"), usd, sizeof usd);
+        ops__format_usd(ops__json_number(flow, "usd"), usd, sizeof usd);
         fprintf(out, "%-11s  %20llu  %14s\n", causes[c], (unsigned long long)get_u64(flow, "bytes"),
                 usd);
     }
     const json_t *total = json_object_get(root, "total");
-    ops__format_usd(get_number(total, "usd"), usd, sizeof usd);
+    ops__format_usd(ops__json_number(total, "usd"), usd, sizeof usd);
     fprintf(out, "%-11s  %20llu  %14s\n", "total", (unsigned long long)get_u64(total, "bytes"),
             usd);
 }
@@ -114,15 +115,15 @@ static void print_comparison(FILE *out, const json_t *root)
 {
     const json_t *full = json_object_get(root, "full_replication");
     const json_t *reads = json_object_get(root, "reads");
-    double full_usd = get_number(full, "usd");
-    double ratio = get_number(full, "ratio");
+    double full_usd = ops__json_number(full, "usd");
+    double ratio = ops__json_number(full, "ratio");
     char usd[CELL_BYTES_MAX];
     fprintf(out, "%-18s  %llu (%llu bytes)\n", "Writes",
             (unsigned long long)get_u64(full, "writes"),
             (unsigned long long)get_u64(full, "written_bytes"));
     fprintf(out, "%-18s  %llu (%llu bytes)\n", "Reads", (unsigned long long)get_u64(reads, "count"),
             (unsigned long long)get_u64(reads, "bytes"));
-    double local = get_number(reads, "local_bytes_ratio");
+    double local = ops__json_number(reads, "local_bytes_ratio");
     if (isfinite(local))
         fprintf(out, "%-18s  %.4f (full replication: 1)\n", "Local read bytes", local);
     ops__format_usd(full_usd, usd, sizeof usd);
@@ -136,7 +137,7 @@ static void print_comparison(FILE *out, const json_t *root)
         return;
     }
     fprintf(out, "%-18s  %.4f\n", "Actual / full", ratio);
-    ops__format_usd(get_number(full, "saving_usd"), usd, sizeof usd);
+    ops__format_usd(ops__json_number(full, "saving_usd"), usd, sizeof usd);
     if (ratio <= 1)
         fprintf(out, "%-18s  %s USD (%.1f%% of full replication)\n", "Saving", usd,
                 100.0 * (1.0 - ratio));
@@ -147,7 +148,7 @@ static void print_comparison(FILE *out, const json_t *root)
 
 static void print_egress_table(FILE *out, const json_t *root)
 {
-    fprintf(out, "Local region: %s\n\n", get_string(root, "local_region"));
+    fprintf(out, "Local region: %s\n\n", ops__json_string(root, "local_region"));
     print_flows(out, json_object_get(root, "flows"));
     fputc('\n', out);
     print_totals(out, root);

@@ -78,6 +78,10 @@ bool ops__query_encode(const char *text, char *out, size_t out_len);
 /* The document, indented, and a newline, on o->out. */
 void ops__print_json(const ops__options *o, const json_t *root);
 
+/* Field key of obj: a number (reals and integers alike) or NAN when absent; a string or "-". */
+double ops__json_number(const json_t *obj, const char *key);
+const char *ops__json_string(const json_t *obj, const char *key);
+
 /* "123 B", or "4.5 KiB (4567 bytes)": exact and readable at once. */
 void ops__format_bytes(uint64_t bytes, char *out, size_t out_len);
 

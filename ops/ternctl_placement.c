@@ -78,19 +78,6 @@ int ops__placement_parse(const ops__options *o, int argc, char **argv, ops__plac
 
 /* ---------------- cells ---------------- */
 
-/* Reals and integers alike (jansson reads "1" as an integer); NAN when absent. */
-static double get_number(const json_t *obj, const char *key)
-{
-    const json_t *v = json_object_get(obj, key);
-    return json_is_number(v) ? json_number_value(v) : NAN;
-}
-
-static const char *get_string(const json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s != NULL ? s : "-";
-}
-
 /* Three significant digits below 100 ("12.5", "0.0417"), whole numbers above; "-" if absent. */
 static void format_rate(double value, char *out, size_t out_len)
 {
@@ -144,20 +131,20 @@ typedef struct {
 
 static void fill_row(const json_t *region, region_row *row)
 {
-    row->name = get_string(region, "name");
+    row->name = ops__json_string(region, "name");
     const json_t *held = json_object_get(region, "held");
     row->held = json_is_boolean(held) ? (json_is_true(held) ? "yes" : "no") : "-";
-    row->reason = reason_text(get_string(region, "reason"));
+    row->reason = reason_text(ops__json_string(region, "reason"));
     char mean[RATE_BYTES_MAX], stddev[RATE_BYTES_MAX];
-    format_rate(get_number(region, "reads_per_day"), mean, sizeof mean);
-    format_rate(get_number(region, "reads_per_day_stddev"), stddev, sizeof stddev);
+    format_rate(ops__json_number(region, "reads_per_day"), mean, sizeof mean);
+    format_rate(ops__json_number(region, "reads_per_day_stddev"), stddev, sizeof stddev);
     if (strcmp(stddev, "-") == 0)
         snprintf(row->reads, sizeof row->reads, "%s", mean);
     else
         snprintf(row->reads, sizeof row->reads, "%s ± %s", mean, stddev);
-    ops__format_usd(get_number(region, "saving_usd"), row->saving, sizeof row->saving);
-    ops__format_usd(get_number(region, "storage_usd"), row->storage, sizeof row->storage);
-    ops__format_usd(get_number(region, "transfer_usd"), row->copy, sizeof row->copy);
+    ops__format_usd(ops__json_number(region, "saving_usd"), row->saving, sizeof row->saving);
+    ops__format_usd(ops__json_number(region, "storage_usd"), row->storage, sizeof row->storage);
+    ops__format_usd(ops__json_number(region, "transfer_usd"), row->copy, sizeof row->copy);
 }
 
 /* "us-east, eu-west"; "no region" for an empty list. */
@@ -185,7 +172,7 @@ static void print_header(FILE *out, const ops__placement_cmd *cmd, const json_t 
     else
         snprintf(size, sizeof size, "size unknown");
     holders_text(json_object_get(doc, "holders"), holders, sizeof holders);
-    double life_days = get_number(doc, "life_days");
+    double life_days = ops__json_number(doc, "life_days");
     if (!isfinite(life_days))
         snprintf(life, sizeof life, "unknown");
     else
