@@ -39,7 +39,11 @@ struct api__get {
     void (*ready_release)(void *);
     const char *ready_data;
     size_t ready_len;
-    bool observed;   /* the read was fed to the placement engine */
+    bool observed; /* the read was fed to the placement engine */
+    /* Where the object's blocks are, looked up once when its first remote block is read. */
+    bool placement_known;
+    uint32_t holders;
+    int origin;
     bool keep_local; /* the engine wants a replica here: fetched blocks are stored */
     bool write_inflight;
     bool failed;
@@ -129,8 +133,11 @@ typedef struct {
     node_block_id id;
     uint32_t size_bytes;
     uint64_t object_bytes, read_bytes;
-    bool observe;    /* the first block of the read: decide what the engine learns */
-    bool keep_local; /* in: already decided to keep fetched blocks; out: decided now */
+    bool observe;         /* the first block of the read: decide what the engine learns */
+    bool keep_local;      /* in: already decided to keep fetched blocks; out: decided now */
+    bool placement_known; /* in/out: holders and origin below are looked up */
+    uint32_t holders;
+    int origin;
     node_block_view *view;
     void *heap; /* a block fetched from another region */
     const char *data;
@@ -148,10 +155,16 @@ static void view_release(void *view)
 static void read_remote(read_job *j)
 {
     api_server *s = j->server;
-    uint32_t origin_id = 0, holders = 0;
-    int origin = -1;
-    if (node_object_placement_get(s->store, j->bucket, j->key, &origin_id, &holders) == 0)
-        origin = api__region_of_id(s, origin_id);
+    if (!j->placement_known) {
+        uint32_t origin_id = 0;
+        j->holders = 0;
+        j->origin = -1;
+        if (node_object_placement_get(s->store, j->bucket, j->key, &origin_id, &j->holders) == 0)
+            j->origin = api__region_of_id(s, origin_id);
+        j->placement_known = true;
+    }
+    uint32_t holders = j->holders;
+    int origin = j->origin;
     if (j->observe) {
         plc_mask after = node_placement_observe_read(s->placement, j->bucket, j->key, origin,
                                                      j->object_bytes, j->read_bytes, tern_now_ms());
@@ -230,6 +243,9 @@ static void read_done(api__req *r, void *arg)
     const char *data = j->data;
     size_t len = j->len;
     bool observe = j->observe, remote = j->remote, keep_local = j->keep_local;
+    bool placement_known = j->placement_known;
+    uint32_t holders = j->holders;
+    int origin = j->origin;
     free(j);
     if (r->aborted) {
         if (rc == 0) release(view);
@@ -237,6 +253,11 @@ static void read_done(api__req *r, void *arg)
     }
     api__get *g = r->get;
     g->read_inflight = false;
+    if (placement_known && !g->placement_known) {
+        g->placement_known = true;
+        g->holders = holders;
+        g->origin = origin;
+    }
     if (observe) {
         g->observed = true;
         if (remote)
@@ -283,6 +304,9 @@ static int get_read_next(api__req *r, api__get *g)
     j->read_bytes = g->remaining;
     j->observe = !g->observed;
     j->keep_local = g->keep_local;
+    j->placement_known = g->placement_known;
+    j->holders = g->holders;
+    j->origin = g->origin;
     j->size_bytes = b->size_bytes;
     j->snapshot = g->view;
     j->id = b->id;
