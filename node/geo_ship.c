@@ -93,7 +93,6 @@ struct ship_peer {
     char name[PLC_REGION_NAME_MAX];
     char endpoint[256];
     size_t endpoint_next; /* the region's endpoint used next (rotates when one fails) */
-    const node_topology *topology;
     pthread_t thread;
     bool started;
     CURL *curl;
@@ -181,7 +180,7 @@ static long request(ship_peer *p, const char *method, const char *path, const vo
     if (status == 0 || status == 503) {
         /* That node is down or has no leader to forward to: the next round tries the
          * region's next endpoint. */
-        const node_topology *t = p->topology;
+        const node_topology *t = p->ship->topology;
         size_t n = t->s3_endpoint_count[p->index];
         p->endpoint_next = (p->endpoint_next + 1) % n;
         snprintf(p->endpoint, sizeof p->endpoint, "%s",
@@ -681,8 +680,9 @@ static void drop_done(void *arg, int status)
         node_log(NODE_LOG_WARN, "geo", "dropping a replica failed: %s", tern_strerror(status));
 }
 
-static void try_drop(node_geo_ship *s, const node_topology *t, const char *bucket, const char *key)
+static void try_drop(node_geo_ship *s, const char *bucket, const char *key)
 {
+    const node_topology *t = s->topology;
     uint32_t origin_id = 0, holders = 0;
     if (node_object_placement_get(s->store, bucket, key, &origin_id, &holders) != 0 ||
         origin_id == s->local_id)
@@ -819,11 +819,10 @@ static void pull_journals(node_geo_ship *s)
 static void *drop_main(void *arg)
 {
     node_geo_ship *s = arg;
-    const node_topology *t = s->peer_count ? s->peers[0].topology : NULL;
     node_placement_drop *wanted_gone = calloc(DROP_BATCH, sizeof *wanted_gone);
     char gc_cursor[NODE_BUCKET_NAME_MAX + NODE_KEY_BYTES_MAX + 32] = "";
     int64_t gc_last_ms = 0;
-    while (wanted_gone && t && !atomic_load(&s->stopping)) {
+    while (wanted_gone && !atomic_load(&s->stopping)) {
         nap(s, DROP_WAIT_MS);
         /* A follower drops nothing (only the leader proposes for the region): its list waits. */
         if (!atomic_load(&s->leader)) continue;
@@ -838,7 +837,7 @@ static void *drop_main(void *arg)
             if (atomic_load(&s->stopping))
                 node_placement_note_copy(s->placement, wanted_gone[i].bucket, wanted_gone[i].key);
             else
-                try_drop(s, t, wanted_gone[i].bucket, wanted_gone[i].key);
+                try_drop(s, wanted_gone[i].bucket, wanted_gone[i].key);
     }
     free(wanted_gone);
     return NULL;
@@ -888,7 +887,6 @@ int node_geo_ship_start(const node_geo_ship_config *c, node_geo_ship **out, char
         p->index = r;
         snprintf(p->name, sizeof p->name, "%s", t->prices.names[r]);
         snprintf(p->endpoint, sizeof p->endpoint, "%s", t->s3_endpoints[r][0]);
-        p->topology = t;
         p->curl = curl_easy_init();
         if (p->curl == NULL || pthread_create(&p->thread, NULL, peer_main, p) != 0) {
             node_geo_ship_free(s);
